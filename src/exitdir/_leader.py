@@ -1,0 +1,239 @@
+"""The leader's side: write a marker so that every follower exits."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._config import DEFAULT_NAME, resolve_directory, validate_code, validate_name
+from ._errors import ExitDirError
+from ._marker import encode
+
+if TYPE_CHECKING:
+    import pathlib
+    from collections.abc import Callable
+    from types import TracebackType
+
+F = TypeVar("F", bound="Callable[..., Any]")
+
+_MARKER_MODE = 0o644  # followers may run as another user; a marker is not a secret
+# Filesystems without O_TMPFILE answer one of these; then the temp+rename path is used.
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT})
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _publish_tmpfile(dir_fd: int, name: str, data: bytes) -> bool:
+    """Write an anonymous file, then link it in: one directory event, content already complete.
+
+    Returns False when this filesystem or kernel cannot do it, or a marker of that name already exists
+    (linkat never replaces); the caller then uses temp+rename.
+    """
+    o_tmpfile = getattr(os, "O_TMPFILE", 0)
+    if not o_tmpfile or not os.path.isdir("/proc/self/fd"):
+        return False
+    try:
+        fd = os.open(".", o_tmpfile | os.O_WRONLY | os.O_CLOEXEC, _MARKER_MODE, dir_fd=dir_fd)
+    except OSError as err:
+        if err.errno in _NO_TMPFILE:
+            return False
+        raise
+    try:
+        _write_all(fd, data)
+        os.fchmod(fd, _MARKER_MODE)  # the umask must not hide the marker from other users
+        try:
+            # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd needs no CAP_DAC_READ_SEARCH, unlike AT_EMPTY_PATH.
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if err.errno in _NO_TMPFILE:
+                return False
+            raise
+        return True
+    finally:
+        os.close(fd)
+
+
+def _publish_rename(dir_fd: int, name: str, data: bytes) -> None:
+    """Write a dot-named temp file (never a marker), then rename it over ``name`` atomically."""
+    temp = f".exitdir-{os.getpid()}-{os.urandom(6).hex()}.tmp"
+    # O_EXCL|O_NOFOLLOW: a symlink or file planted at the temp name makes us fail, never write through it.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temp, flags, _MARKER_MODE, dir_fd=dir_fd)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, _MARKER_MODE)
+        finally:
+            os.close(fd)
+        # rename replaces whatever is at `name`, a symlink included, and never follows it.
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+
+
+def publish(directory: str, name: str, data: bytes) -> None:
+    """Make ``directory/name`` appear with ``data`` in one step. Creates ``directory`` if missing.
+
+    No fsync: the marker is a message between live processes that share one page cache (or, on NFS,
+    close-to-open consistency); a marker that survived a machine crash would be stale anyway.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileExistsError:
+        raise ExitDirError(
+            f"exit directory {directory} exists but is not a directory: point EXIT_DIR (or --dir) at a "
+            "directory shared with the followers"
+        ) from None
+    except NotADirectoryError:
+        raise ExitDirError(
+            f"exit directory {directory} is not a directory: point EXIT_DIR (or --dir) at a directory "
+            "shared with the followers"
+        ) from None
+    except OSError as err:
+        raise _write_error(directory, err) from None
+    try:
+        if not _publish_tmpfile(dir_fd, name, data):
+            _publish_rename(dir_fd, name, data)
+    except OSError as err:
+        raise _write_error(directory, err) from None
+    finally:
+        os.close(dir_fd)
+
+
+def _write_error(directory: str, err: OSError) -> ExitDirError:
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return ExitDirError(
+            f"cannot write a marker in {directory}: permission denied; make the directory writable by "
+            f"uid {os.getuid()} (in Kubernetes, set fsGroup or use an emptyDir)"
+        )
+    if err.errno == errno.EROFS:
+        return ExitDirError(
+            f"cannot write a marker in {directory}: read-only filesystem; mount a writable volume there"
+        )
+    return ExitDirError(f"cannot write a marker in {directory}: {err.strerror or err}")
+
+
+def exit(
+    code: int = 0,
+    *,
+    reason: str | None = None,
+    name: str = DEFAULT_NAME,
+    directory: str | os.PathLike[str] | None = None,
+) -> pathlib.Path | None:
+    """Tell every follower to exit: write the marker ``name`` into the exit directory.
+
+    The directory is ``directory``, else ``$EXIT_DIR``; with neither set this does nothing and returns
+    None, as Go's ``exitdir.Exit()`` does, so it is safe to call unconditionally. The marker appears
+    atomically with its content complete. Calling it again replaces the marker.
+
+    >>> import exitdir, os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> exitdir.exit(directory=d).name
+    'exitFile'
+    >>> os.listdir(d)
+    ['exitFile']
+    """
+    code = validate_code(code)
+    name = validate_name(name)
+    if reason is not None and not isinstance(reason, str):
+        raise ExitDirError(f"reason {reason!r} is not a string: pass text or None")
+    resolved = resolve_directory(directory)
+    if resolved is None:
+        return None
+    publish(resolved, name, encode(code, reason, name))
+    import pathlib
+
+    return pathlib.Path(resolved, name)
+
+
+def outcome(exc: BaseException | None) -> tuple[int, str | None]:
+    """The exit code and reason a block ending with ``exc`` should report."""
+    if exc is None:
+        return 0, None
+    if isinstance(exc, SystemExit):
+        if exc.code is None:
+            return 0, None
+        if isinstance(exc.code, int) and not isinstance(exc.code, bool):
+            return exc.code & 0xFF, None  # what the process will really exit with
+        return 1, str(exc.code)
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "KeyboardInterrupt"  # as a shell reports a SIGINT death
+    message = str(exc)
+    return 1, f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class leader:
+    """Write the marker when a block ends, however it ends: the Python form of ``defer exitdir.Exit()``.
+
+    Normal end: code 0. ``SystemExit``: its code. ``KeyboardInterrupt``: 130. Any other exception: code 1
+    with the exception's type and message as the reason. The exception still propagates. Works as a
+    context manager (sync or async) and as a decorator (on plain and ``async def`` functions).
+
+    >>> import exitdir, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with exitdir.leader(directory=d):
+    ...     pass  # the main work
+    >>> exitdir.aware(d).marker.code
+    0
+
+    >>> @exitdir.leader(directory=d)
+    ... def main() -> None:
+    ...     raise SystemExit(4)
+    """
+
+    def __init__(self, name: str = DEFAULT_NAME, *, directory: str | os.PathLike[str] | None = None) -> None:
+        self.name = validate_name(name)
+        self.directory = directory
+
+    def _finish(self, exc: BaseException | None) -> None:
+        code, reason = outcome(exc)
+        exit(code, reason=reason, name=self.name, directory=self.directory)
+
+    def __enter__(self) -> leader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish(exc)
+
+    async def __aenter__(self) -> leader:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish(exc)
+
+    def __call__(self, func: F) -> F:
+        import functools
+
+        if func.__code__.co_flags & _CO_COROUTINE:
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self:
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect

@@ -1,0 +1,29 @@
+"""Logging without paying for ``import logging`` until something is actually logged."""
+
+from __future__ import annotations
+
+_said: set[str] = set()
+
+
+def debug_once(key: str, message: str) -> None:
+    """Log ``message`` at debug level the first time ``key`` is seen in this process."""
+    if key in _said:
+        return
+    _said.add(key)
+    import logging
+
+    logging.getLogger("exitdir").debug(message)
+
+
+def warn_once(key: str, message: str) -> None:
+    """Log ``message`` as a warning the first time ``key`` is seen in this process.
+
+    With no logging configured, Python's last-resort handler prints it to stderr, which is what a sidecar's
+    operator reads.
+    """
+    if key in _said:
+        return
+    _said.add(key)
+    import logging
+
+    logging.getLogger("exitdir").warning(message)

@@ -1,0 +1,127 @@
+"""Choosing a watch backend: explicit argument, then ``$EXITDIR_BACKEND``, then automatic.
+
+Automatic is inotify on Linux, except on filesystems where inotify does not see other clients' writes,
+and polling wherever inotify cannot be set up (instance or watch limits, seccomp) or does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from .._errno import FallbackRequired
+from .._errors import ExitDirError
+from .._log import debug_once
+from ._poll import PollWatch
+
+if TYPE_CHECKING:
+    from ._base import OnChange, Watch
+
+ENV_BACKEND = "EXITDIR_BACKEND"
+ENV_POLL_INTERVAL = "EXITDIR_POLL_INTERVAL"
+BACKENDS = ("auto", "inotify", "poll")
+DEFAULT_POLL_INTERVAL = 0.25
+
+# statfs f_type of filesystems where a change made by another client (another node, the host, a FUSE
+# daemon's backing store) raises no inotify event here.
+BLIND_FILESYSTEMS = {
+    0x6969: "nfs",
+    0x517B: "smb",
+    0xFE534D42: "smb2",
+    0xFF534D42: "cifs",
+    0x65735546: "fuse",
+    0x01021997: "9p",
+    0x00C36400: "ceph",
+    0x0BD00BD0: "lustre",
+    0x47504653: "gpfs",
+    0x5346414F: "afs",
+    0x6B414653: "kafs",
+    0x73757245: "coda",
+    0x564C: "ncp",
+    0x7461636F: "ocfs2",
+    0x01161970: "gfs2",
+}
+
+
+def _filesystem_type(path: str) -> int | None:
+    """statfs(2) f_type of the nearest existing ancestor of ``path`` (None if it cannot be read)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    while True:
+        if libc.statfs(os.fsencode(path), buf) == 0:
+            # f_type is the first field, a long on every Linux ABI.
+            return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def poll_reason(directory: str) -> str | None:
+    """Why automatic choice must poll ``directory``, or None if inotify can be trusted there."""
+    if not sys.platform.startswith("linux"):
+        return f"no inotify on {sys.platform}"
+    fs_type = _filesystem_type(directory)
+    if fs_type in BLIND_FILESYSTEMS:
+        return f"{directory} is on {BLIND_FILESYSTEMS[fs_type]}, where inotify misses other clients' writes"
+    return None
+
+
+def configured_backend(backend: str | None) -> str:
+    choice = backend if backend is not None else os.environ.get(ENV_BACKEND, "") or "auto"
+    if choice not in BACKENDS:
+        source = "backend=" if backend is not None else f"{ENV_BACKEND}="
+        raise ExitDirError(f"unknown watch backend {source}{choice!r}: use one of {', '.join(BACKENDS)}")
+    return choice
+
+
+def configured_interval(poll_interval: float | None) -> float:
+    if poll_interval is None:
+        text = os.environ.get(ENV_POLL_INTERVAL, "")
+        if not text:
+            return DEFAULT_POLL_INTERVAL
+        try:
+            poll_interval = float(text)
+        except ValueError:
+            raise ExitDirError(
+                f"{ENV_POLL_INTERVAL}={text!r} is not a number: give seconds, for example 0.2"
+            ) from None
+    if not 0 < poll_interval < float("inf"):
+        raise ExitDirError(f"poll interval {poll_interval!r} is invalid: give seconds > 0, for example 0.2")
+    return float(poll_interval)
+
+
+def open_watch(
+    directory: str, on_change: OnChange, *, backend: str | None = None, poll_interval: float | None = None
+) -> Watch:
+    """Start watching ``directory``; ``on_change(None)`` is called once the watch is in place."""
+    choice = configured_backend(backend)
+    interval = configured_interval(poll_interval)
+    if choice == "auto":
+        reason = poll_reason(directory)
+        if reason is not None:
+            debug_once(
+                f"backend:{directory}", f"watching {directory} by polling every {interval} s: {reason}"
+            )
+            return PollWatch(directory, on_change, interval=interval)
+    if choice in ("auto", "inotify"):
+        try:
+            from ._inotify import InotifyWatch
+
+            watch = InotifyWatch(directory, on_change, retry_interval=interval)
+        except (FallbackRequired, ImportError, AttributeError) as err:
+            # AttributeError: a libc without inotify symbols (not Linux, or a very odd one).
+            if choice == "inotify":
+                raise ExitDirError(
+                    f"inotify was requested but cannot watch {directory}: {err}; "
+                    f"use backend 'auto' (unset {ENV_BACKEND}) to fall back to polling"
+                ) from None
+            debug_once(f"backend:{directory}", f"polling {directory} every {interval} s: inotify: {err}")
+            return PollWatch(directory, on_change, interval=interval)
+        debug_once(f"backend:{directory}", f"watching {directory} with inotify")
+        return watch
+    debug_once(f"backend:{directory}", f"polling {directory} every {interval} s: requested")
+    return PollWatch(directory, on_change, interval=interval)

@@ -1,0 +1,266 @@
+"""Linux inotify through ctypes: one instance per process, shared by every watch.
+
+Why one shared instance: the per-user instance limit is 128 by default across a whole node, and closing
+an instance blocks for ~10 ms while the kernel waits out a grace period. Watches are added and removed with
+``inotify_add_watch``/``inotify_rm_watch``, which cost microseconds.
+
+Why no reader thread: the thread that waits reads the fd itself (``poll`` then ``read``); a hand-over between
+threads costs 100-150 us here. When several threads wait at once, one of them reads and dispatches to every
+watch and the others sleep on a condition until it is done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import select
+import struct
+import threading
+from typing import TYPE_CHECKING
+
+from .._errno import FallbackRequired, checked
+from .._log import warn_once
+
+if TYPE_CHECKING:
+    from ._base import OnChange
+
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800
+IN_UNMOUNT = 0x00002000
+IN_Q_OVERFLOW = 0x00004000
+IN_IGNORED = 0x00008000
+IN_ONLYDIR = 0x01000000
+IN_ISDIR = 0x40000000
+
+# Every watch uses the same mask: inotify shares one watch per inode per instance and a second
+# add_watch with another mask would replace the first one's.
+WATCH_MASK = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
+_APPEARED = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE
+_GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then `len` bytes of NUL-padded name
+_READ_SIZE = 64 * 1024
+
+
+class _Hub:
+    """The process's inotify instance and the watches registered on it."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        init1, self._add, self._rm = libc.inotify_init1, libc.inotify_add_watch, libc.inotify_rm_watch
+        init1.argtypes, init1.restype = [ctypes.c_int], ctypes.c_int
+        self._add.argtypes, self._add.restype = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32], ctypes.c_int
+        self._rm.argtypes, self._rm.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        flags = os.O_CLOEXEC | os.O_NONBLOCK  # IN_CLOEXEC, IN_NONBLOCK
+        self.fd = checked("inotify_init1", lambda: init1(flags), ctypes.get_errno)
+        self.pid = os.getpid()
+        # A self-pipe so close() can wake a thread blocked in poll() on a watch that another token shares.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poller = select.poll()
+        self._poller.register(self.fd, select.POLLIN)
+        self._poller.register(self._wake_r, select.POLLIN)
+        self._lock = threading.Lock()
+        self._done_reading = threading.Condition(self._lock)
+        self._reading = False
+        self._watches: dict[int, list[InotifyWatch]] = {}
+
+    def add(self, path: str, watch: InotifyWatch) -> int:
+        encoded = os.fsencode(path)
+        with self._lock:
+            wd = checked(
+                f"inotify_add_watch({path})",
+                lambda: self._add(self.fd, encoded, WATCH_MASK),
+                ctypes.get_errno,
+            )
+            self._watches.setdefault(wd, []).append(watch)
+            return wd
+
+    def remove(self, wd: int, watch: InotifyWatch) -> None:
+        with self._lock:
+            watches = self._watches.get(wd)
+            if watches is None or watch not in watches:
+                return
+            watches.remove(watch)
+            if watches:
+                return  # another token still watches this inode
+            del self._watches[wd]
+            # EINVAL: the kernel already dropped it (directory deleted); nothing to undo.
+            self._rm(self.fd, wd)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+        with self._lock:
+            self._done_reading.notify_all()
+
+    def pump(self, timeout: float | None) -> None:
+        with self._lock:
+            if self._reading:
+                # Another thread is reading; it dispatches to our watches too. Wait until it is done.
+                self._done_reading.wait(timeout)
+                return
+            self._reading = True
+        try:
+            # poll() takes milliseconds; round up so a short timeout never turns into a busy loop.
+            ms = -1 if timeout is None else math.ceil(timeout * 1000)
+            if self._poller.poll(ms):  # PEP 475: retried on EINTR with the remaining time
+                self._drain()
+        finally:
+            with self._lock:
+                self._reading = False
+                self._done_reading.notify_all()
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                data = os.read(self.fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
+        deliveries: dict[InotifyWatch, tuple[int, list[str], bool]] = {}
+        offset = 0
+        with self._lock:
+            while offset < len(data):
+                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                offset += _EVENT.size
+                name = os.fsdecode(data[offset : offset + length].rstrip(b"\0"))
+                offset += length
+                if mask & IN_Q_OVERFLOW:
+                    # Events were lost: every watch rescans.
+                    for watches in self._watches.values():
+                        for watch in watches:
+                            deliveries[watch] = (watch.wd, [], True)
+                    continue
+                watches = self._watches.get(wd, [])
+                if mask & IN_IGNORED:
+                    self._watches.pop(wd, None)
+                for watch in watches:
+                    _, names, rearm = deliveries.get(watch, (wd, [], False))
+                    if mask & _GONE:
+                        rearm = True
+                    elif mask & _APPEARED and name and not mask & IN_ISDIR:
+                        names.append(name)
+                    elif mask & _APPEARED and mask & IN_ISDIR and not watch.watching_target:
+                        rearm = True  # a directory appeared on the way to the one we wait for
+                    deliveries[watch] = (wd, names, rearm)
+        # Outside the lock: delivering reads markers and may add or remove watches.
+        for watch, (wd, names, rearm) in deliveries.items():
+            watch.deliver(wd, names, rearm)
+
+
+_hub: _Hub | None = None
+_hub_lock = threading.Lock()
+
+
+def process_hub() -> _Hub:
+    """The shared instance, created on first use (and anew in a forked child, which must not read ours)."""
+    global _hub  # noqa: PLW0603 - one instance per process is the point
+    with _hub_lock:
+        if _hub is None or _hub.pid != os.getpid():
+            _hub = _Hub()
+        return _hub
+
+
+class InotifyWatch:
+    """Watch one directory; while it does not exist, watch its nearest existing ancestor."""
+
+    backend = "inotify"
+    poll_interval: float | None = None
+
+    def __init__(self, directory: str, on_change: OnChange, *, retry_interval: float) -> None:
+        self._hub = process_hub()
+        self._directory = directory
+        self._on_change = on_change
+        self._retry_interval = retry_interval
+        self._lock = threading.RLock()
+        self._closed = False
+        self._broken = False
+        self.wd = -1
+        self.watching_target = False
+        self._arm(initial=True)
+
+    def fileno(self) -> int | None:
+        return self._hub.fd
+
+    def _arm(self, *, initial: bool = False) -> None:
+        """Watch the directory (or the closest ancestor that exists), then ask for a rescan.
+
+        The watch goes in *before* the scan, so a marker written at any moment is seen by one or the other.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            if self.wd != -1:
+                self._hub.remove(self.wd, self)
+                self.wd = -1
+            path = self._directory
+            while True:
+                try:
+                    self.wd = self._hub.add(path, self)
+                    break
+                except (FileNotFoundError, NotADirectoryError):
+                    parent = os.path.dirname(path)
+                    if parent == path:
+                        raise
+                    path = parent
+                except (FallbackRequired, OSError):
+                    if initial:
+                        raise
+                    # Mid-wait (watch limit reached, permission changed): keep going by rescanning on a
+                    # timer and retrying the watch, rather than hanging.
+                    self._broken = True
+                    self.poll_interval = self._retry_interval
+                    warn_once(
+                        f"inotify-broken:{self._directory}",
+                        f"cannot re-watch {self._directory} with inotify; polling it every "
+                        f"{self._retry_interval} s instead",
+                    )
+                    break
+            if self.wd != -1:
+                self._broken = False
+                self.poll_interval = None
+            self.watching_target = path == self._directory
+        self._on_change(None)
+
+    def deliver(self, wd: int, names: list[str], rearm: bool) -> None:
+        if wd != self.wd or self._closed:
+            return  # a stale event for a watch we already replaced
+        if rearm:
+            self._arm()
+        elif names and self.watching_target:
+            self._on_change(names)
+
+    def pump(self, timeout: float | None) -> None:
+        if self._closed:
+            return
+        if self._broken:
+            timeout = self._retry_interval if timeout is None else min(timeout, self._retry_interval)
+            self._hub.pump(timeout)
+            self._arm()
+            return
+        self._hub.pump(timeout)
+
+    def wake(self) -> None:
+        self._hub.wake()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.wd != -1:
+                self._hub.remove(self.wd, self)
+                self.wd = -1
+        self._hub.wake()
