@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test deps lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,17 @@ demo: $(STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sh examples/local-demo.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict
 
-pytest: $(STAMP)
+# Debian packages the tests use (Go for the wire-compatibility tests), installed only when missing.
+deps:
+	sh scripts/install-test-deps.sh
+
+pytest: $(STAMP) deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every check: lint, types, then the tests.

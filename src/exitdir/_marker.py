@@ -97,8 +97,8 @@ def utc_timestamp(now: float | None = None) -> str:
 def current_boot_id() -> str | None:
     """The kernel's boot id, so followers can tell a marker written before a reboot."""
     try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip() or None
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return f.read().strip().decode() or None
     except OSError:
         return None
 

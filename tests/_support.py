@@ -1,0 +1,122 @@
+"""Helpers for tests: real child processes read line by line against a deadline."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+BACKENDS = ("inotify", "poll")
+POLL_INTERVAL = 0.05
+# A deadline for things that should take milliseconds: generous, because the machines are noisy.
+GENEROUS = 20.0
+# How long to keep looking before concluding that something did *not* happen: several poll intervals.
+QUIET_PERIOD = 0.3
+EXITDIR = [sys.executable, "-m", "exitdir"]
+
+
+class Child:
+    """A real subprocess whose stdout is read line by line against a deadline, never with a sleep."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, **kwargs: object) -> None:
+        self.args = list(args)
+        self.proc = subprocess.Popen(  # type: ignore[call-overload]
+            self.args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            **kwargs,
+        )
+        self._buffer = b""
+        self.lines: list[str] = []
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    def readline(self, timeout: float = GENEROUS) -> str:
+        """The next line of stdout (without newline); '' at end of file. Fails after ``timeout``."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"no line from {self.args} within {timeout} s; so far {self._buffer!r}")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                line, self._buffer = self._buffer, b""
+                return line.decode()
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        text = line.decode()
+        self.lines.append(text)
+        return text
+
+    def expect(self, expected: str, timeout: float = GENEROUS) -> None:
+        line = self.readline(timeout)
+        assert line == expected, f"expected {expected!r} from {self.args}, got {line!r}"
+
+    def wait(self, timeout: float = GENEROUS) -> int:
+        try:
+            return int(self.proc.wait(timeout))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.args} did not exit within {timeout} s")
+
+    def rest(self, timeout: float = GENEROUS) -> tuple[str, str]:
+        """Wait for exit and return the remaining stdout and all of stderr."""
+        out, err = self.proc.communicate(timeout=timeout)
+        return (self._buffer + out).decode(), err.decode()
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def python(code: str) -> list[str]:
+    """argv running ``code`` in a fresh interpreter, as a real process."""
+    return [sys.executable, "-c", code]
+
+
+def env_with(**changes: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+# Becomes the unprivileged user in a child, for checks that permission bits bind (root ignores them). The
+# modules exitdir imports lazily are loaded first: this machine's interpreter lives under /root, which
+# nobody cannot read, whereas a real non-root container has a readable Python.
+DROP_TO_NOBODY = (
+    "import os, json, pathlib, logging, functools, ctypes, select, struct, exitdir, exitdir._cli\n"
+    "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+)
+
+
+def world_searchable_dir() -> str:
+    """A fresh directory under /tmp that other users may enter (pytest's tmp_path is 0700)."""
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="exitdir-test-")
+    os.chmod(path, 0o755)
+    return path
