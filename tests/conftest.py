@@ -12,6 +12,9 @@ from _support import BACKENDS, Child
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+# Programs the tests run as children; importing them (as doctest collection would) runs them.
+collect_ignore = ["children"]
+
 
 @pytest.fixture
 def spawn() -> Iterator[type[Child]]:

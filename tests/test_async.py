@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import exitdir
+
 from _support import EXITDIR, GENEROUS, POLL_INTERVAL, QUIET_PERIOD, Child
 
 

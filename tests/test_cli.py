@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import exitdir
-from _support import EXITDIR, GENEROUS, Child
 from exitdir._cli import EXIT_TIMEOUT, main
+
+from _support import EXITDIR, GENEROUS, Child
 
 
 def test_exit_writes_a_marker_with_code_and_reason(exit_dir: Path) -> None:

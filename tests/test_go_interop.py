@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 import exitdir
-from _support import EXITDIR, GENEROUS, Child, env_with
 from exitdir import _leader
+
+from _support import EXITDIR, GENEROUS, Child, env_with
 
 GO_SOURCES = Path(__file__).parent / "go"
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import exitdir
-from _support import DROP_TO_NOBODY, Child, world_searchable_dir
 from exitdir import _leader
+
+from _support import DROP_TO_NOBODY, Child, world_searchable_dir
 
 
 def read_json(path: Path) -> dict[str, object]:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import exitdir
-from _support import EXITDIR, GENEROUS, POLL_INTERVAL, QUIET_PERIOD, Child, env_with, python
 from exitdir import _marker, _token
+
+from _support import EXITDIR, GENEROUS, POLL_INTERVAL, QUIET_PERIOD, Child, env_with, python
 
 
 def follow(directory: Path | str | None, backend: str) -> exitdir.ExitToken:

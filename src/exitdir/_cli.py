@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import time
 from typing import TYPE_CHECKING, NoReturn
 
-from ._config import DEFAULT_NAME, resolve_directory
+from . import _log
+from ._config import DEFAULT_NAME, resolve_directory, validate_name
 from ._errors import ExitDirError
+from ._supervise import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, signal_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ._marker import Marker
+    from ._supervise import ChildExit, Supervisor
+    from ._token import ExitToken
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -47,6 +54,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _signal(text: str) -> int:
+    from ._supervise import parse_signal
+
+    try:
+        return parse_signal(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _code(text: str) -> int:
     try:
         value = int(text)
@@ -57,7 +73,9 @@ def _code(text: str) -> int:
     return value
 
 
-def _describe(marker: Marker) -> str:
+def _describe(marker: Marker | None) -> str:
+    if marker is None:
+        return "no marker"
     code = "unknown code" if marker.code is None else f"code {marker.code}"
     reason = f": {marker.reason}" if marker.reason else ""
     problem = f" ({marker.problem})" if marker.problem else ""
@@ -115,6 +133,94 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command(args: argparse.Namespace) -> list[str]:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise _UsageError(f"no command given: exitdir {args.subcommand} [OPTIONS] -- CMD [ARGS...]")
+    return command
+
+
+def _supervisor(args: argparse.Namespace, command: list[str]) -> Supervisor:
+    from ._supervise import Supervisor, set_subreaper
+
+    reap_all = os.getpid() == 1
+    if args.subreaper and not reap_all:
+        reap_all = set_subreaper()
+        if not reap_all:
+            _say(args, "--subreaper is not supported on this platform; orphans are not reaped")
+    return Supervisor(command, warn=lambda message: _say(args, message), reap_all=reap_all)
+
+
+def _cmd_lead(args: argparse.Namespace) -> int:
+    from ._leader import exit as signal_exit
+
+    command = _command(args)
+    name = validate_name(args.name)
+    directory = resolve_directory(args.dir)
+    if directory is None:
+        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): followers will not be told")
+    with _supervisor(args, command) as supervisor:
+        ended = supervisor.spawn()
+        if ended is None:
+            supervisor.wait()
+            ended = supervisor.finish()
+        elif ended.code in (EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE):
+            print(f"exitdir: error: {ended.reason}", file=sys.stderr, flush=True)
+    if directory is not None:
+        try:
+            signal_exit(ended.code, reason=ended.reason, name=name, directory=directory)
+        except ExitDirError as err:
+            print(f"exitdir: error: {err}", file=sys.stderr, flush=True)
+            return ended.code or EXIT_ERROR  # never report success when the followers were not told
+    return ended.code
+
+
+FOLLOW_POLICIES = ("zero", "leader", "child")
+
+
+def _cmd_follow(args: argparse.Namespace) -> int:
+    from ._token import aware
+
+    command = _command(args)
+    directory = resolve_directory(args.dir)
+    if directory is None:
+        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): the helper runs until it exits")
+    with aware(directory) as token:
+        if token.is_set():
+            _say(args, f"leader already signalled ({_describe(token.marker)}): not starting {command[0]}")
+            return _follow_status(args.exit_code, token, None)
+        with _supervisor(args, command) as supervisor:
+            ended = supervisor.spawn()
+            if ended is not None:
+                print(f"exitdir: error: {ended.reason}", file=sys.stderr, flush=True)
+                return ended.code
+            deadline = None if args.timeout is None else time.monotonic() + args.timeout
+            if supervisor.wait(deadline=deadline, token=token):
+                return supervisor.finish().code  # the helper ended on its own: its status
+            if token.is_set():
+                why = f"leader signalled ({_describe(token.marker)})"
+            else:
+                why = f"no marker within {args.timeout:g} s"
+            _say(args, f"{why}; stopping {command[0]} (pid {supervisor.pid}) with {signal_name(args.signal)}")
+            supervisor.stop(args.signal, args.grace, what=command[0])
+            stopped = supervisor.finish()
+    if not token.is_set():
+        return EXIT_TIMEOUT
+    return _follow_status(args.exit_code, token, stopped)
+
+
+def _follow_status(policy: str, token: ExitToken, stopped: ChildExit | None) -> int:
+    if policy == "leader":
+        marker = token.marker
+        # A marker whose code cannot be read still means the leader ended, but not that it succeeded.
+        return EXIT_ERROR if marker is None or marker.code is None else marker.code
+    if policy == "child":
+        return stopped.code if stopped is not None else EXIT_OK
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import _demo
 
@@ -131,11 +237,20 @@ def _parser() -> _Parser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"exitdir {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--dir", metavar="DIR", help="exit directory (default: $EXIT_DIR)")
         sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+    def supervised(sub: argparse.ArgumentParser) -> None:
+        common(sub)
+        sub.add_argument(
+            "--subreaper",
+            action="store_true",
+            help="reap orphaned descendants, as PID 1 does (automatic when running as PID 1)",
+        )
+        sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
     sub = commands.add_parser("exit", help="write a marker: tell the followers to exit")
     sub.add_argument("--code", type=_code, default=0, help="exit code to report (0..255, default 0)")
@@ -157,6 +272,37 @@ def _parser() -> _Parser:
     common(sub)
     sub.set_defaults(run=_cmd_status)
 
+    sub = commands.add_parser(
+        "lead",
+        help="run the main program; when it ends, however it ends, write a marker with its status",
+    )
+    sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
+    supervised(sub)
+    sub.set_defaults(run=_cmd_lead)
+
+    sub = commands.add_parser(
+        "follow",
+        help="run a helper; when a marker appears, stop it (signal, grace period, SIGKILL)",
+    )
+    sub.add_argument("--signal", type=_signal, default=signal.SIGTERM, help="stop signal (default TERM)")
+    sub.add_argument(
+        "--grace",
+        type=_seconds,
+        default=10.0,
+        help="seconds between the stop signal and SIGKILL (default 10)",
+    )
+    sub.add_argument(
+        "--exit-code",
+        choices=FOLLOW_POLICIES,
+        default="zero",
+        help="status after stopping the helper: zero (default), leader (marker's code), child (helper's)",
+    )
+    sub.add_argument(
+        "--timeout", type=_seconds, help="stop the helper anyway after SECONDS (exit status 124)"
+    )
+    supervised(sub)
+    sub.set_defaults(run=_cmd_follow)
+
     sub = commands.add_parser("demo", help="the seed's demo programs: busy (follower), work (leader)")
     sub.add_argument("role", choices=("busy", "work"))
     sub.add_argument("--seconds", type=_seconds, default=5.0, help="how long work works (default 5)")
@@ -166,10 +312,12 @@ def _parser() -> _Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    previous_sink = _log.sink
     try:
         args = _parser().parse_args(argv)
-        if args.command is None:
+        if args.subcommand is None:
             raise _UsageError("a command is required (see 'exitdir --help')")
+        _log.sink = lambda message: _say(args, message)
         status: int = args.run(args)
         return status
     except _UsageError as err:
@@ -182,3 +330,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as done:  # --help and --version
         return done.code if isinstance(done.code, int) else EXIT_OK
+    finally:
+        _log.sink = previous_sink

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _said: set[str] = set()
+# The CLI routes warnings here ("exitdir: ..." on stderr, or nowhere with --quiet) instead of logging.
+sink: Callable[[str], None] | None = None
 
 
 def debug_once(key: str, message: str) -> None:
@@ -10,6 +17,8 @@ def debug_once(key: str, message: str) -> None:
     if key in _said:
         return
     _said.add(key)
+    if sink is not None:
+        return  # the CLI has no debug output
     import logging
 
     logging.getLogger("exitdir").debug(message)
@@ -24,6 +33,9 @@ def warn_once(key: str, message: str) -> None:
     if key in _said:
         return
     _said.add(key)
+    if sink is not None:
+        sink(message)
+        return
     import logging
 
     logging.getLogger("exitdir").warning(message)
