@@ -144,15 +144,17 @@ def test_wait_in_a_real_process_is_woken_by_exit_in_another(exit_dir: Path, spaw
 def test_ctrl_c_while_waiting_is_status_130_without_traceback(exit_dir: Path, spawn: type[Child]) -> None:
     import signal
 
-    waiter = spawn(
-        [
-            sys.executable,
-            "-c",
-            "import exitdir._cli as c, sys\n"
-            "print('ready', flush=True)\n"
-            f"sys.exit(c.main(['wait', '--dir', {str(exit_dir)!r}]))\n",
-        ]
+    # The handshake comes from inside main(), at the moment it starts waiting.
+    code = (
+        "import sys, exitdir._cli as cli, exitdir._token as token\n"
+        "real_wait = token.ExitToken.wait\n"
+        "def wait(self, timeout=None):\n"
+        "    print('ready', flush=True)\n"
+        "    return real_wait(self, timeout)\n"
+        "token.ExitToken.wait = wait\n"
+        f"sys.exit(cli.main(['wait', '--dir', {str(exit_dir)!r}]))\n"
     )
+    waiter = spawn([sys.executable, "-c", code])
     waiter.expect("ready")
     waiter.signal(signal.SIGINT)
     assert waiter.wait() == 130

@@ -13,12 +13,6 @@ True
 
 from __future__ import annotations
 
-from ._async import CancelOnExit, cancel_on_exit, wait_for_exit
-from ._errors import ExitDirError
-from ._leader import exit, leader
-from ._marker import Marker
-from ._token import ExitToken, aware
-
 __version__ = "0.1.0"
 
 __all__ = (
@@ -36,3 +30,42 @@ __all__ = (
     # errors
     "ExitDirError",
 )
+
+# Where each public name lives. They are loaded on first use (PEP 562), so `import exitdir` costs almost
+# nothing and a leader, or the CLI, never loads the follower's threading or asyncio machinery.
+_HOME = {
+    "exit": "_leader",
+    "leader": "_leader",
+    "aware": "_token",
+    "ExitToken": "_token",
+    "Marker": "_marker",
+    "wait_for_exit": "_async",
+    "cancel_on_exit": "_async",
+    "CancelOnExit": "_async",
+    "ExitDirError": "_errors",
+}
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._async import CancelOnExit, cancel_on_exit, wait_for_exit
+    from ._errors import ExitDirError
+    from ._leader import exit, leader
+    from ._marker import Marker
+    from ._token import ExitToken, aware
+else:
+    # Hidden from type checkers, which see the imports above: a misspelt name still fails type checking.
+
+    def __getattr__(name: str) -> object:
+        home = _HOME.get(name)
+        if home is None:
+            raise AttributeError(f"module 'exitdir' has no attribute {name!r}")
+        import sys
+
+        # __import__ and sys.modules are built in; `import importlib` would read importlib/__init__.py.
+        __import__(f"exitdir.{home}")
+        value = getattr(sys.modules[f"exitdir.{home}"], name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

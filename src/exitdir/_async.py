@@ -7,28 +7,36 @@ from __future__ import annotations
 
 import os
 import sys
-import weakref
-from typing import TYPE_CHECKING
 
 from ._config import validate_timeout
 from ._token import ExitToken, aware
 
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    import weakref
     from collections.abc import Callable
     from types import TracebackType
 
     from ._marker import Marker
 
 # One reader callback per (loop, fd): add_reader keeps only the last callback for an fd, and every token
-# in the process shares the inotify fd.
-_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, set[ExitToken]]] = (
-    weakref.WeakKeyDictionary()
-)
+# in the process shares the inotify fd. Created on first use: weakref is not free to import.
+_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, set[ExitToken]]] | None = None
+
+
+def _loop_readers(loop: asyncio.AbstractEventLoop) -> dict[int, set[ExitToken]]:
+    global _readers  # noqa: PLW0603 - a lazily created module-level registry
+    if _readers is None:
+        import weakref
+
+        _readers = weakref.WeakKeyDictionary()
+    return _readers.setdefault(loop, {})
 
 
 def _on_readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    for token in list(_readers.get(loop, {}).get(fd, ())):
+    for token in list(_loop_readers(loop).get(fd, ())):
         token.is_set()  # reads the events once and dispatches them to every token; the rest is a flag test
 
 
@@ -48,7 +56,7 @@ def _drive(token: ExitToken, wake: Callable[[], None]) -> Callable[[], None]:
         return remove_hook
     fd = watch.fileno()
     if fd is not None:
-        by_fd = _readers.setdefault(loop, {})
+        by_fd = _loop_readers(loop)
         if fd not in by_fd:
             by_fd[fd] = set()
             loop.add_reader(fd, _on_readable, loop, fd)

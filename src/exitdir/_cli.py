@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, NoReturn
 
 from . import _log
 from ._config import DEFAULT_NAME, resolve_directory, validate_name
 from ._errors import ExitDirError
 from ._supervise import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, signal_name
 
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import NoReturn
 
     from ._marker import Marker
     from ._supervise import ChildExit, Supervisor
@@ -83,9 +84,9 @@ def _describe(marker: Marker | None) -> str:
 
 
 def _cmd_exit(args: argparse.Namespace) -> int:
-    from ._leader import exit as signal_exit
+    from ._leader import write_marker
 
-    path = signal_exit(args.code, reason=args.reason, name=args.name, directory=args.dir)
+    path = write_marker(args.code, reason=args.reason, name=args.name, directory=args.dir)
     if path is None:
         _say(args, "no exit directory (EXIT_DIR is unset and no --dir): no marker written")
     elif args.verbose:
@@ -105,6 +106,8 @@ def _cmd_wait(args: argparse.Namespace) -> int:
         marker = token.marker
     assert marker is not None
     if args.json:
+        import json
+
         print(json.dumps(marker.as_dict()), flush=True)
     elif args.verbose:
         print(_describe(marker), flush=True)
@@ -124,6 +127,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         markers = []
     if args.json:
+        import json
+
         print(json.dumps({"directory": directory, "markers": [m.as_dict() for m in markers]}), flush=True)
     elif not markers:
         print(f"{directory}: no markers (followers keep running)", flush=True)
@@ -154,7 +159,7 @@ def _supervisor(args: argparse.Namespace, command: list[str]) -> Supervisor:
 
 
 def _cmd_lead(args: argparse.Namespace) -> int:
-    from ._leader import exit as signal_exit
+    from ._leader import write_marker
 
     command = _command(args)
     name = validate_name(args.name)
@@ -170,7 +175,7 @@ def _cmd_lead(args: argparse.Namespace) -> int:
             print(f"exitdir: error: {ended.reason}", file=sys.stderr, flush=True)
     if directory is not None:
         try:
-            signal_exit(ended.code, reason=ended.reason, name=name, directory=directory)
+            write_marker(ended.code, reason=ended.reason, name=name, directory=directory)
         except ExitDirError as err:
             print(f"exitdir: error: {err}", file=sys.stderr, flush=True)
             return ended.code or EXIT_ERROR  # never report success when the followers were not told
@@ -229,61 +234,51 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _demo.work(args.seconds)
 
 
-def _parser() -> _Parser:
-    parser = _Parser(
-        prog="exitdir",
-        description="Tell processes to exit through a shared directory ($EXIT_DIR).",
+def _common(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--dir", metavar="DIR", help="exit directory (default: $EXIT_DIR)")
+    sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def _supervised(sub: argparse.ArgumentParser) -> None:
+    _common(sub)
+    sub.add_argument(
+        "--subreaper",
+        action="store_true",
+        help="reap orphaned descendants, as PID 1 does (automatic when running as PID 1)",
     )
-    from . import __version__
+    sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
-    parser.add_argument("--version", action="version", version=f"exitdir {__version__}")
-    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
 
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--dir", metavar="DIR", help="exit directory (default: $EXIT_DIR)")
-        sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-
-    def supervised(sub: argparse.ArgumentParser) -> None:
-        common(sub)
-        sub.add_argument(
-            "--subreaper",
-            action="store_true",
-            help="reap orphaned descendants, as PID 1 does (automatic when running as PID 1)",
-        )
-        sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
-
-    sub = commands.add_parser("exit", help="write a marker: tell the followers to exit")
+def _configure_exit(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--code", type=_code, default=0, help="exit code to report (0..255, default 0)")
     sub.add_argument("--reason", help="a short text saying why")
     sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
     sub.add_argument("-v", "--verbose", action="store_true", help="say which file was written")
-    common(sub)
+    _common(sub)
     sub.set_defaults(run=_cmd_exit)
 
-    sub = commands.add_parser("wait", help="block until a marker appears")
+
+def _configure_wait(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--timeout", type=_seconds, help="give up after SECONDS (exit status 124)")
     sub.add_argument("-v", "--verbose", action="store_true", help="print the marker's code and reason")
     sub.add_argument("--json", action="store_true", help="print the marker as JSON")
-    common(sub)
+    _common(sub)
     sub.set_defaults(run=_cmd_wait)
 
-    sub = commands.add_parser("status", help="list the markers in the exit directory")
+
+def _configure_status(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print JSON")
-    common(sub)
+    _common(sub)
     sub.set_defaults(run=_cmd_status)
 
-    sub = commands.add_parser(
-        "lead",
-        help="run the main program; when it ends, however it ends, write a marker with its status",
-    )
+
+def _configure_lead(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
-    supervised(sub)
+    _supervised(sub)
     sub.set_defaults(run=_cmd_lead)
 
-    sub = commands.add_parser(
-        "follow",
-        help="run a helper; when a marker appears, stop it (signal, grace period, SIGKILL)",
-    )
+
+def _configure_follow(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--signal", type=_signal, default=signal.SIGTERM, help="stop signal (default TERM)")
     sub.add_argument(
         "--grace",
@@ -300,13 +295,49 @@ def _parser() -> _Parser:
     sub.add_argument(
         "--timeout", type=_seconds, help="stop the helper anyway after SECONDS (exit status 124)"
     )
-    supervised(sub)
+    _supervised(sub)
     sub.set_defaults(run=_cmd_follow)
 
-    sub = commands.add_parser("demo", help="the seed's demo programs: busy (follower), work (leader)")
+
+def _configure_demo(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("role", choices=("busy", "work"))
     sub.add_argument("--seconds", type=_seconds, default=5.0, help="how long work works (default 5)")
     sub.set_defaults(run=_cmd_demo)
+
+
+_COMMANDS = {
+    "exit": ("write a marker: tell the followers to exit", _configure_exit),
+    "wait": ("block until a marker appears", _configure_wait),
+    "status": ("list the markers in the exit directory", _configure_status),
+    "lead": (
+        "run the main program; when it ends, however it ends, write a marker with its status",
+        _configure_lead,
+    ),
+    "follow": (
+        "run a helper; when a marker appears, stop it (signal, grace period, SIGKILL)",
+        _configure_follow,
+    ),
+    "demo": ("the seed's demo programs: busy (follower), work (leader)", _configure_demo),
+}
+
+
+def _parser(argv: Sequence[str]) -> _Parser:
+    parser = _Parser(
+        prog="exitdir", description="Tell processes to exit through a shared directory ($EXIT_DIR)."
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"exitdir {__version__}")
+    # prog given: otherwise argparse builds a help formatter, importing shutil, on every start.
+    commands = parser.add_subparsers(
+        dest="subcommand", metavar="COMMAND", parser_class=_Parser, prog="exitdir"
+    )
+    # Only the command being run gets its arguments: building all of them costs a wrapper ~3 ms per start.
+    wanted = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (text, configure) in _COMMANDS.items():
+        sub = commands.add_parser(name, help=text)
+        if wanted not in _COMMANDS or name == wanted:
+            configure(sub)
     return parser
 
 
@@ -314,7 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     previous_sink = _log.sink
     try:
-        args = _parser().parse_args(argv)
+        if argv is None:
+            argv = sys.argv[1:]
+        args = _parser(argv).parse_args(argv)
         if args.subcommand is None:
             raise _UsageError("a command is required (see 'exitdir --help')")
         _log.sink = lambda message: _say(args, message)

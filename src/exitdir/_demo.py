@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from ._leader import exit as signal_exit
+from ._config import DEFAULT_NAME
+from ._leader import write_marker
 from ._token import aware
 
 TICK_SECONDS = 0.5
@@ -33,5 +34,5 @@ def work(seconds: float = 5.0) -> int:
     print("[Work] Doing work...", flush=True)
     time.sleep(seconds)
     print("[Work] Exiting...", flush=True)
-    signal_exit()
+    write_marker(0, reason=None, name=DEFAULT_NAME, directory=None)
     return 0

@@ -1,4 +1,4 @@
-"""What every watch backend provides to the token."""
+"""What every watch backend provides to the token (imported for type checking only)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
 
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._base import OnChange
 
