@@ -2,8 +2,9 @@
 # Installs the Debian packages the tests need, only when missing, so `make test` works on a fresh machine.
 #   golang-go, golang-github-fsnotify-fsnotify-dev: the Go follower/leader for the wire-compatibility tests
 #   util-linux: mount/unshare for read-only filesystem and PID 1 tests
+#   bindfs, fuse3: a real FUSE mount, where inotify is blind to writes made underneath (like NFS)
 set -eu
-packages="golang-go golang-github-fsnotify-fsnotify-dev util-linux"
+packages="golang-go golang-github-fsnotify-fsnotify-dev util-linux bindfs fuse3"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

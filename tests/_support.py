@@ -108,7 +108,8 @@ def env_with(**changes: str | None) -> dict[str, str]:
 # modules exitdir imports lazily are loaded first: this machine's interpreter lives under /root, which
 # nobody cannot read, whereas a real non-root container has a readable Python.
 DROP_TO_NOBODY = (
-    "import os, json, pathlib, logging, functools, ctypes, select, struct, exitdir, exitdir._cli\n"
+    "import os, json, math, pathlib, logging, functools, ctypes, select, struct\n"
+    "import exitdir._cli, exitdir._leader, exitdir._token, exitdir._async, exitdir._watch._inotify\n"
     "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
 )
 

@@ -29,6 +29,13 @@ class FallbackRequired(Exception):
         super().__init__(f"{what}: {errno.errorcode.get(err, str(err))} ({os.strerror(err)})")
 
 
+def fallback_or_raise(what: str, err: OSError) -> FallbackRequired:
+    """The FallbackRequired to raise for ``err`` if its errno means "not available here"; else re-raise."""
+    if err.errno in FALLBACK_ERRNOS:
+        return FallbackRequired(what, err.errno)
+    raise err
+
+
 def checked(what: str, call: Callable[[], int], get_errno: Callable[[], int]) -> int:
     """Run a ctypes call that returns -1 on failure, retrying EINTR and classifying the errno."""
     while True:

@@ -6,10 +6,21 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from logging import Logger
 
 _said: set[str] = set()
 # The CLI routes warnings here ("exitdir: ..." on stderr, or nowhere with --quiet) instead of logging.
 sink: Callable[[str], None] | None = None
+
+
+def _logger() -> Logger | None:
+    # Best effort: a process out of file descriptors cannot read logging's source, and a fallback that
+    # is working around exactly that must not crash on its way to saying so.
+    try:
+        import logging
+    except (ImportError, OSError):
+        return None
+    return logging.getLogger("exitdir")
 
 
 def debug_once(key: str, message: str) -> None:
@@ -19,9 +30,9 @@ def debug_once(key: str, message: str) -> None:
     _said.add(key)
     if sink is not None:
         return  # the CLI has no debug output
-    import logging
-
-    logging.getLogger("exitdir").debug(message)
+    logger = _logger()
+    if logger is not None:
+        logger.debug(message)
 
 
 def warn_once(key: str, message: str) -> None:
@@ -36,6 +47,6 @@ def warn_once(key: str, message: str) -> None:
     if sink is not None:
         sink(message)
         return
-    import logging
-
-    logging.getLogger("exitdir").warning(message)
+    logger = _logger()
+    if logger is not None:
+        logger.warning(message)

@@ -95,34 +95,34 @@ def configured_interval(poll_interval: float | None) -> float:
     return float(poll_interval)
 
 
+def _polling(directory: str, on_change: OnChange, interval: float, why: str) -> PollWatch:
+    debug_once(f"backend:{directory}", f"polling {directory} every {interval} s: {why}")
+    return PollWatch(directory, on_change, interval=interval)
+
+
 def open_watch(
     directory: str, on_change: OnChange, *, backend: str | None = None, poll_interval: float | None = None
 ) -> Watch:
     """Start watching ``directory``; ``on_change(None)`` is called once the watch is in place."""
     choice = configured_backend(backend)
     interval = configured_interval(poll_interval)
+    if choice == "poll":
+        return _polling(directory, on_change, interval, "requested")
     if choice == "auto":
         reason = poll_reason(directory)
         if reason is not None:
-            debug_once(
-                f"backend:{directory}", f"watching {directory} by polling every {interval} s: {reason}"
-            )
-            return PollWatch(directory, on_change, interval=interval)
-    if choice in ("auto", "inotify"):
-        try:
-            from ._inotify import InotifyWatch
+            return _polling(directory, on_change, interval, reason)
+    try:
+        from ._inotify import InotifyWatch
 
-            watch = InotifyWatch(directory, on_change, retry_interval=interval)
-        except (FallbackRequired, ImportError, AttributeError) as err:
-            # AttributeError: a libc without inotify symbols (not Linux, or a very odd one).
-            if choice == "inotify":
-                raise ExitDirError(
-                    f"inotify was requested but cannot watch {directory}: {err}; "
-                    f"use backend 'auto' (unset {ENV_BACKEND}) to fall back to polling"
-                ) from None
-            debug_once(f"backend:{directory}", f"polling {directory} every {interval} s: inotify: {err}")
-            return PollWatch(directory, on_change, interval=interval)
-        debug_once(f"backend:{directory}", f"watching {directory} with inotify")
-        return watch
-    debug_once(f"backend:{directory}", f"polling {directory} every {interval} s: requested")
-    return PollWatch(directory, on_change, interval=interval)
+        watch = InotifyWatch(directory, on_change, retry_interval=interval)
+    except (FallbackRequired, ImportError, AttributeError) as err:
+        # AttributeError: a libc without inotify symbols (not Linux, or a very odd one).
+        if choice == "inotify":
+            raise ExitDirError(
+                f"inotify was requested but cannot watch {directory}: {err}; "
+                f"use backend 'auto' (unset {ENV_BACKEND}) to fall back to polling"
+            ) from None
+        return _polling(directory, on_change, interval, f"inotify: {err}")
+    debug_once(f"backend:{directory}", f"watching {directory} with inotify")
+    return watch

@@ -18,7 +18,7 @@ import select
 import struct
 import threading
 
-from .._errno import FallbackRequired, checked
+from .._errno import FallbackRequired, checked, fallback_or_raise
 from .._log import warn_once
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -59,7 +59,11 @@ class _Hub:
         self.fd = checked("inotify_init1", lambda: init1(flags), ctypes.get_errno)
         self.pid = os.getpid()
         # A self-pipe so close() can wake a thread blocked in poll() on a watch that another token shares.
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as err:
+            os.close(self.fd)  # slow (~10 ms), but this is the failure path
+            raise fallback_or_raise("pipe2", err) from None
         self._poller = select.poll()
         self._poller.register(self.fd, select.POLLIN)
         self._poller.register(self._wake_r, select.POLLIN)
