@@ -10,12 +10,14 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import follower
 import wrapper
-from _common import machine
+from _common import Table, machine
 
 
 def main() -> int:
@@ -32,8 +34,18 @@ def main() -> int:
 
     compileall.compile_dir(str(Path(exitdir.__file__).parent), quiet=1)
     print(f"# exitdir benchmarks, {time.strftime('%Y-%m-%d')}, {machine()}")
-    print(wrapper.startup(runs).render(), flush=True)
-    print(wrapper.idle(2.0 if args.quick else 10.0).render(), flush=True)
+    idle_seconds = 2.0 if args.quick else 10.0
+    sections: list[Callable[[], Table]] = [
+        lambda: follower.latency(60 if args.quick else 300),
+        lambda: follower.idle(idle_seconds),
+        lambda: follower.imports(runs),
+        lambda: follower.fan_out(50 if args.quick else 500),
+        lambda: follower.polling(1000 if args.quick else 10000),
+        lambda: wrapper.startup(runs),
+        lambda: wrapper.idle(idle_seconds),
+    ]
+    for section in sections:
+        print(section().render(), flush=True)
     return 0
 
 

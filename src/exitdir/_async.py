@@ -134,9 +134,18 @@ async def wait_for_exit(
     >>> asyncio.run(exitdir.wait_for_exit(d)).code
     5
     """
+    import asyncio
+
     timeout = validate_timeout(timeout)
-    with aware(directory, backend=backend, poll_interval=poll_interval) as token:
-        return await _wait_token(token, timeout)
+    token = aware(directory, backend=backend, poll_interval=poll_interval)
+    try:
+        marker = await _wait_token(token, timeout)
+    except BaseException:
+        token.close()
+        raise
+    # Closed just after the caller is told, not before: nothing between "event arrived" and "caller told".
+    asyncio.get_running_loop().call_soon(token.close)
+    return marker
 
 
 class CancelOnExit:

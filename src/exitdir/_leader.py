@@ -31,17 +31,20 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+# Decided once: O_TMPFILE exists in this os module (Linux), and /proc is there for linkat to go through.
+_HAVE_TMPFILE = bool(getattr(os, "O_TMPFILE", 0)) and os.path.isdir("/proc/self/fd")
+
+
 def _publish_tmpfile(dir_fd: int, name: str, data: bytes) -> bool:
     """Write an anonymous file, then link it in: one directory event, content already complete.
 
     Returns False when this filesystem or kernel cannot do it, or a marker of that name already exists
     (linkat never replaces); the caller then uses temp+rename.
     """
-    o_tmpfile = getattr(os, "O_TMPFILE", 0)
-    if not o_tmpfile or not os.path.isdir("/proc/self/fd"):
+    if not _HAVE_TMPFILE:
         return False
     try:
-        fd = os.open(".", o_tmpfile | os.O_WRONLY | os.O_CLOEXEC, _MARKER_MODE, dir_fd=dir_fd)
+        fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, _MARKER_MODE, dir_fd=dir_fd)
     except OSError as err:
         if err.errno in _NO_TMPFILE:
             return False
@@ -92,8 +95,11 @@ def publish(directory: str, name: str, data: bytes) -> None:
     close-to-open consistency); a marker that survived a machine crash would be stale anyway.
     """
     try:
-        os.makedirs(directory, exist_ok=True)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:  # created only when missing: makedirs costs syscalls on every call
+            os.makedirs(directory, exist_ok=True)
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileExistsError:
         raise ExitDirError(
             f"exit directory {directory} exists but is not a directory: point EXIT_DIR (or --dir) at a "

@@ -62,8 +62,6 @@ class ExitToken:
             watch = open_watch(directory, self._on_change, backend=backend, poll_interval=poll_interval)
             self._backend = watch.backend
             self._watch = watch
-            if self._set:
-                self._release_watch()
 
     @property
     def directory(self) -> str | None:
@@ -111,10 +109,14 @@ class ExitToken:
             hooks = list(self._set_hooks)
         for hook in hooks:
             hook()
-        self._release_watch()
+        # The watch is kept until close(): releasing it here would put syscalls between "event arrived"
+        # and "caller told". Threads asleep in a poll backend's timer are woken; inotify waiters are
+        # woken by the thread that dispatched the event.
+        watch = self._watch
+        if watch is not None and watch.poll_interval is not None:
+            watch.wake()
 
     def _release_watch(self) -> None:
-        # Tripped for good: free the watch (inotify watches are a per-user resource) and wake other waiters.
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.close()

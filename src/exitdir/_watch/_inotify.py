@@ -113,25 +113,30 @@ class _Hub:
         try:
             # poll() takes milliseconds; round up so a short timeout never turns into a busy loop.
             ms = -1 if timeout is None else math.ceil(timeout * 1000)
-            if self._poller.poll(ms):  # PEP 475: retried on EINTR with the remaining time
-                self._drain()
+            # PEP 475: retried on EINTR with the remaining time. Only the fds it reports are read, so the
+            # hot path raises no BlockingIOError; level-triggered poll reports leftovers next time.
+            for fd, _ in self._poller.poll(ms):
+                if fd == self.fd:
+                    self._read_events()
+                else:
+                    self._drain_wake_pipe()
         finally:
             with self._lock:
                 self._reading = False
                 self._done_reading.notify_all()
 
-    def _drain(self) -> None:
+    def _drain_wake_pipe(self) -> None:
         try:
-            while os.read(self._wake_r, 4096):
-                pass
+            os.read(self._wake_r, 4096)
         except BlockingIOError:
             pass
-        while True:
-            try:
-                data = os.read(self.fd, _READ_SIZE)
-            except BlockingIOError:
-                return
-            self._dispatch(data)
+
+    def _read_events(self) -> None:
+        try:
+            data = os.read(self.fd, _READ_SIZE)
+        except BlockingIOError:
+            return  # another loop or thread sharing the fd got there first
+        self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
         deliveries: dict[InotifyWatch, tuple[int, list[str], bool]] = {}
