@@ -278,7 +278,7 @@ def fan_out(count: int) -> Table:
                 Path(_MAX_INSTANCES).write_text(str(count + 64))  # root only; restored below
                 raised = True
             except OSError as err:
-                print(f"(cannot raise {_MAX_INSTANCES}: {err.strerror}; run as root for the all-inotify rows)")
+                print(f"(cannot raise {_MAX_INSTANCES}: {err.strerror}; run as root for all-inotify rows)")
         limit = f"max_user_instances={count + 64}" if raised else f"max_user_instances={default_limit}"
         results[f"raw ctypes inotify, blocking read (baseline), {limit}"] = _fan_out_once(count, _FAN_OUT_RAW)
         results[f"exitdir `aware().wait()`, {limit}"] = _fan_out_once(count, _FAN_OUT_EXITDIR)
