@@ -141,10 +141,8 @@ def test_wait_in_a_real_process_is_woken_by_exit_in_another(exit_dir: Path, spaw
     assert waiter.wait() == 0
 
 
-def test_ctrl_c_while_waiting_is_status_130_without_traceback(exit_dir: Path, spawn: type[Child]) -> None:
-    import signal
-
-    # The handshake comes from inside main(), at the moment it starts waiting.
+def _wait_command_announcing_ready(exit_dir: Path) -> list[str]:
+    """`exitdir wait` in a real process that prints `ready` from inside main(), as it starts waiting."""
     code = (
         "import sys, exitdir._cli as cli, exitdir._token as token\n"
         "real_wait = token.ExitToken.wait\n"
@@ -154,9 +152,26 @@ def test_ctrl_c_while_waiting_is_status_130_without_traceback(exit_dir: Path, sp
         "token.ExitToken.wait = wait\n"
         f"sys.exit(cli.main(['wait', '--dir', {str(exit_dir)!r}]))\n"
     )
-    waiter = spawn([sys.executable, "-c", code])
+    return [sys.executable, "-c", code]
+
+
+def test_ctrl_c_while_waiting_is_status_130_without_traceback(exit_dir: Path, spawn: type[Child]) -> None:
+    import signal
+
+    waiter = spawn(_wait_command_announcing_ready(exit_dir))
     waiter.expect("ready")
     waiter.signal(signal.SIGINT)
     assert waiter.wait() == 130
+    _, err = waiter.rest()
+    assert "Traceback" not in err
+
+
+def test_sigterm_while_waiting_is_status_143_without_traceback(exit_dir: Path, spawn: type[Child]) -> None:
+    import signal
+
+    waiter = spawn(_wait_command_announcing_ready(exit_dir))
+    waiter.expect("ready")
+    waiter.signal(signal.SIGTERM)
+    assert waiter.wait() == 143
     _, err = waiter.rest()
     assert "Traceback" not in err

@@ -79,3 +79,24 @@ def test_readme_demo_script(tmp_path: Path) -> None:
     assert lines[-2:] == ["[Work] Exiting...", "[Busy] Exiting..."]
     assert all(TICK.match(line) for line in lines[1:-2])
     assert os.listdir(tmp_path) == []  # the script cleans up its temp dir
+
+
+def test_sigterm_stops_busy_with_143_after_cleanup(spawn: type[Child], tmp_path: Path) -> None:
+    busy = spawn([EXITDIR_SCRIPT, "demo", "busy"], env=env_with(EXIT_DIR=None), cwd=tmp_path)
+    assert TICK.match(busy.readline())
+    busy.signal(signal.SIGTERM)
+    # 143 comes from exitdir's own handler; dying of the default action would be -15.
+    assert busy.wait() == 143
+    _, err = busy.rest()
+    assert "Traceback" not in err
+
+
+def test_sigterm_stops_busy_running_as_pid_1(exit_dir: Path, spawn: type[Child]) -> None:
+    # In a container busy is PID 1, where the kernel drops a SIGTERM that has no handler: without one,
+    # deleting the pod would wait out the whole grace period.
+    env = env_with(EXIT_DIR=None)
+    unshare = spawn(["unshare", "--pid", "--fork", "--mount-proc", EXITDIR_SCRIPT, "demo", "busy"], env=env)
+    assert TICK.match(unshare.readline())
+    busy_pid = int(Path(f"/proc/{unshare.pid}/task/{unshare.pid}/children").read_text().split()[0])
+    os.kill(busy_pid, signal.SIGTERM)
+    assert unshare.wait() == 143

@@ -16,8 +16,11 @@ from ._supervise import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, signal_name
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from typing import NoReturn
+    from collections.abc import Callable, Sequence
+    from types import FrameType
+    from typing import Any, NoReturn
+
+    _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
     from ._marker import Marker
     from ._supervise import ChildExit, Supervisor
@@ -341,9 +344,27 @@ def _parser(argv: Sequence[str]) -> _Parser:
     return parser
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived while ``wait`` or ``demo`` ran in the foreground."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _stop_on_sigterm() -> _Handler:
+    """Make SIGTERM end the command with 143 after cleanup. As PID 1 in a container the kernel ignores a
+    SIGTERM that has no handler, so without this a pod waits out its whole grace period, then SIGKILLs."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # main() called from a thread other than the main one: leave signals alone
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     previous_sink = _log.sink
+    previous_term: _Handler = None
     try:
         if argv is None:
             argv = sys.argv[1:]
@@ -351,8 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.subcommand is None:
             raise _UsageError("a command is required (see 'exitdir --help')")
         _log.sink = lambda message: _say(args, message)
+        if args.run in (_cmd_wait, _cmd_demo):
+            previous_term = _stop_on_sigterm()
         status: int = args.run(args)
         return status
+    except _Terminated:
+        return 128 + signal.SIGTERM
     except _UsageError as err:
         print(f"exitdir: usage: {err}", file=sys.stderr, flush=True)
         return EXIT_USAGE
@@ -365,3 +390,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else EXIT_OK
     finally:
         _log.sink = previous_sink
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
