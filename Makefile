@@ -4,7 +4,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test deps lint typecheck pytest bench clean
+.PHONY: demo test deps lint typecheck pytest bench e2e e2e-deps wheel image clean
+
+# Debian packages, installed by the targets that need them when missing:
+#   golang-go, golang-github-fsnotify-fsnotify-dev: the Go follower/leader of the wire-compatibility tests
+#   util-linux: unshare and mount, for the PID 1 and read-only filesystem tests
+#   bindfs, fuse3: a real FUSE mount, where inotify is blind to writes made underneath (like NFS)
+TEST_DEBS := golang-go golang-github-fsnotify-fsnotify-dev util-linux bindfs fuse3
+#   podman, runc: a real container runtime to play the Kubernetes manifests; debootstrap: a base image
+#   without a registry; the rest are podman's helpers that --no-install-recommends would leave out
+E2E_DEBS := podman runc debootstrap uidmap slirp4netns fuse-overlayfs catatonit
+IMAGE ?= exitdir:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,21 +29,36 @@ demo: $(STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sh examples/local-demo.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks e2e
+	$(VENV)/bin/ruff format --check src tests benchmarks e2e
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict
+	$(VENV)/bin/mypy --strict e2e
 
-# Debian packages the tests use (Go for the wire-compatibility tests), installed only when missing.
 deps:
-	sh scripts/install-test-deps.sh
+	sh scripts/install-debs.sh $(TEST_DEBS)
+
+e2e-deps:
+	sh scripts/install-debs.sh $(E2E_DEBS)
 
 pytest: $(STAMP) deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every check: lint, types, then the tests.
 test: lint typecheck pytest
+
+# The Kubernetes manifests on a real container runtime (podman kube play), with our image. The Debian base
+# image is built once with debootstrap and cached in ~/.cache/exitdir-e2e; podman's state is temporary.
+e2e: $(STAMP) e2e-deps
+	$(PY) -m pytest e2e -o timeout=900 $(PYTEST_ARGS)
+
+# The wheel, and the image from it (see Containerfile; BASE=... picks another base image).
+wheel: $(STAMP)
+	rm -rf dist && $(PY) -m pip wheel -q --no-deps -w dist .
+
+image: wheel
+	podman build $(if $(BASE),--build-arg BASE=$(BASE)) -t $(IMAGE) .
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

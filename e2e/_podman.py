@@ -1,0 +1,281 @@
+"""A real container runtime for the end-to-end tests: podman, with every bit of its state in one folder.
+
+Kubernetes itself does not run here, but podman runs a Pod manifest with `podman kube play`, with real
+containers, a real `emptyDir` volume shared between them, and the security contexts applied. Podman 4.3
+does not know `kind: Job`, so a Job's pod template is played as a Pod (as the Job controller would create).
+See ../shared/notes/container-e2e.md for the pitfalls this module works around.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+SUITE = "bookworm"
+# python3-venv gives the venv module and its bundled pip, which the Containerfile uses to install the wheel.
+BASE_PACKAGES = ("python3", "python3-venv")
+BASE_IMAGE = "localhost/exitdir-e2e-base:latest"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def cache_dir() -> Path:
+    """Where the base image's root filesystem is kept between runs (it takes ~40 s to build)."""
+    explicit = os.environ.get("EXITDIR_E2E_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exitdir-e2e"
+
+
+def debian_mirror() -> str:
+    """The machine's own Debian mirror (the only package source reachable here), else the public one."""
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    if sources.exists():
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    return "http://deb.debian.org/debian"
+
+
+def base_rootfs_tar() -> Path:
+    """A tarball of a minimal Debian with python3, built once with debootstrap and cached."""
+    key = hashlib.sha256(f"{SUITE} {' '.join(BASE_PACKAGES)}".encode()).hexdigest()[:12]
+    cache = cache_dir()
+    tar = cache / f"base-{SUITE}-{key}.tar"
+    if tar.exists():
+        return tar
+    cache.mkdir(parents=True, exist_ok=True)
+    rootfs = cache / f"rootfs-{os.getpid()}"
+    try:
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                SUITE,
+                str(rootfs),
+                debian_mirror(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        # Package lists and .debs are half the size and nothing in the image needs them.
+        shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
+        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+        partial = tar.with_suffix(".partial")
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True, timeout=300)
+        partial.rename(tar)  # a run killed half-way never leaves a truncated cache behind
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+    return tar
+
+
+class PodmanError(AssertionError):
+    pass
+
+
+class Podman:
+    """podman with its configuration, storage and run state under ``state``, touching nothing global."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        for sub in ("graph", "run", "tmp", "networks"):
+            (state / sub).mkdir(parents=True, exist_ok=True)
+        containers_conf = state / "containers.conf"
+        containers_conf.write_text(
+            "[containers]\n"
+            # Root here lacks CAP_SYS_RESOURCE; podman's default of 1048576 open files fails to apply.
+            'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n'
+            "[engine]\n"
+            # crun rejects this machine's hybrid cgroup layout; runc and cgroupfs work.
+            'runtime = "runc"\n'
+            'cgroup_manager = "cgroupfs"\n'
+            'events_logger = "file"\n'
+            f'tmp_dir = "{state / "tmp"}"\n'
+            "[network]\n"
+            f'network_config_dir = "{state / "networks"}"\n'
+        )
+        storage_conf = state / "storage.conf"
+        storage_conf.write_text(
+            f'[storage]\ndriver = "overlay"\ngraphroot = "{state / "graph"}"\nrunroot = "{state / "run"}"\n'
+        )
+        self.env = dict(
+            os.environ, CONTAINERS_CONF=str(containers_conf), CONTAINERS_STORAGE_CONF=str(storage_conf)
+        )
+
+    def __call__(self, *args: str, timeout: float = 120, check: bool = True, merge: bool = False) -> str:
+        """podman's stdout; with ``merge``, stdout and stderr in the order podman wrote them (``podman
+        logs`` writes a container's stderr lines to its own stderr)."""
+        result = subprocess.run(
+            ["podman", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            said = (result.stderr or result.stdout).strip()
+            raise PodmanError(f"podman {' '.join(args)} failed ({result.returncode}): {said}")
+        return result.stdout
+
+    def import_base(self, tar: Path) -> str:
+        # An imported image has no PATH, and `kube play` (unlike `podman run`) adds none.
+        self("import", "--change", f"ENV=PATH={PATH}", str(tar), BASE_IMAGE, timeout=300)
+        return BASE_IMAGE
+
+    def build(self, context: Path, tag: str, base: str) -> None:
+        self(
+            "build",
+            "--network",
+            "none",
+            "--build-arg",
+            f"BASE={base}",
+            "--tag",
+            tag,
+            "--file",
+            str(context / "Containerfile"),
+            str(context),
+            timeout=600,
+        )
+
+    def reset(self) -> None:
+        """Remove every pod, container and volume left in this state folder."""
+        self("pod", "rm", "--all", "--force", "--time", "0", check=False)
+        self("rm", "--all", "--force", "--time", "0", check=False)
+        self("volume", "prune", "--force", check=False)
+
+
+def pod_from_job(job: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """The Pod the Job controller would create from ``job``, with names made unique by ``suffix``.
+
+    An emptyDir becomes a podman volume named after the YAML volume, shared by every pod that uses the same
+    name, so volume names get the suffix too.
+    """
+    spec = copy.deepcopy(job["spec"]["template"]["spec"])
+    for volume in spec.get("volumes", []):
+        volume["name"] = f"{volume['name']}-{suffix}"
+    for container in spec["containers"]:
+        for mount in container.get("volumeMounts", []):
+            mount["name"] = f"{mount['name']}-{suffix}"
+    name = f"{job['metadata']['name']}-{suffix}"
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+_CRI_LOG = re.compile(r"^(\S+) (stdout|stderr) ([PF]) ?(.*)$")
+
+
+def _epoch_seconds(stamp: str) -> float:
+    """RFC 3339 with nanoseconds, as conmon writes it; datetime keeps microseconds, which is plenty here."""
+    match = re.match(r"^([\d-]+T[\d:]+)(?:\.(\d+))?(Z|[+-][\d:]+)$", stamp)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {stamp!r}")
+    whole, fraction, zone = match.groups()
+    micros = ((fraction or "") + "000000")[:6]
+    return datetime.fromisoformat(f"{whole}.{micros}{'+00:00' if zone == 'Z' else zone}").timestamp()
+
+
+@dataclass
+class LogLine:
+    seconds: float  # since the epoch, as the runtime stamped the line when it arrived
+    text: str
+
+
+@dataclass
+class PlayedPod:
+    """A pod started with `podman kube play`; its containers are named ``<pod>-<container>``."""
+
+    podman: Podman
+    manifest: Path
+    name: str
+    containers: list[str]
+    _down: bool = field(default=False, init=False)
+
+    def full(self, container: str) -> str:
+        return f"{self.name}-{container}"
+
+    def wait(self, container: str, timeout: float) -> int:
+        """The container's exit code once it has exited; raises TimeoutError if it is still running."""
+        try:
+            out = self.podman("wait", self.full(container), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{container} still running after {timeout} s") from None
+        return int(out.strip().splitlines()[-1])
+
+    def inspect(self, container: str) -> dict[str, Any]:
+        doc: list[dict[str, Any]] = json.loads(self.podman("inspect", self.full(container)))
+        return doc[0]
+
+    def running(self, container: str) -> bool:
+        return bool(self.inspect(container)["State"]["Running"])
+
+    def pod_state(self) -> str:
+        doc: dict[str, Any] = json.loads(self.podman("pod", "inspect", self.name))
+        return str(doc["State"])
+
+    def logs(self, container: str) -> list[LogLine]:
+        """The container's stdout and stderr lines, read from its CRI-format log file as the kubelet does:
+        ``TIMESTAMP STREAM P|F TEXT``, where P marks a partial line (a program writing "text" and "\\n"
+        separately, as unbuffered Python does) to be joined with what follows up to the next F."""
+        path = self.inspect(container)["HostConfig"]["LogConfig"]["Path"]
+        lines: list[LogLine] = []
+        pending: dict[str, tuple[float, str]] = {}
+        for raw in Path(path).read_text(errors="replace").splitlines():
+            match = _CRI_LOG.match(raw)
+            if match is None:
+                continue
+            stamp, stream, tag, text = match.groups()
+            seconds, before = pending.pop(stream, (_epoch_seconds(stamp), ""))
+            if tag == "P":
+                pending[stream] = (seconds, before + text)
+            else:
+                lines.append(LogLine(seconds, before + text))
+        lines.extend(LogLine(seconds, text) for seconds, text in pending.values())
+        return lines
+
+    def texts(self, container: str) -> list[str]:
+        return [line.text for line in self.logs(container)]
+
+    def stop(self, timeout: float) -> None:
+        self.podman("pod", "stop", "--time", f"{timeout:g}", self.name, timeout=timeout + 60)
+
+    def describe(self) -> str:
+        """Every container's state and logs, for a failed test's report."""
+        parts = [f"pod {self.name} ({self.manifest})"]
+        for container in self.containers:
+            state = self.podman(
+                "inspect",
+                "--format",
+                "{{.State.Status}} {{.State.ExitCode}}",
+                self.full(container),
+                check=False,
+            )
+            logs = self.podman("logs", "--timestamps", self.full(container), check=False, merge=True)
+            parts.append(f"--- {container}: {state.strip()}\n{logs.rstrip()}")
+        return "\n".join(parts)
+
+    def down(self) -> None:
+        if self._down:
+            return
+        self._down = True
+        # Stop first with a short grace (kube down would give each container 10 s), then remove the pod
+        # and the volumes it created.
+        self.podman("pod", "stop", "--time", "2", self.name, check=False)
+        self.podman("kube", "down", str(self.manifest), check=False)
+
+
+class Play(Protocol):
+    """The ``play`` fixture: run one of the shipped Jobs' pods, optionally edited first."""
+
+    def __call__(self, manifest: str, edit: Callable[[dict[str, Any]], None] | None = None) -> PlayedPod: ...

@@ -1,0 +1,85 @@
+"""Fixtures for the end-to-end tests: one podman state folder and one image per run, a pod per test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import exitdir
+
+from _podman import BASE_IMAGE, Play, PlayedPod, Podman, base_rootfs_tar, pod_from_job
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFESTS = ROOT / "deploy" / "kubernetes"
+IMAGE = f"exitdir:{exitdir.__version__}"  # what every manifest names; see tests/test_manifests.py
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    missing = [tool for tool in ("podman", "runc", "debootstrap") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run `make e2e`, which installs them", pytrace=False)
+    runtime = Podman(tmp_path_factory.mktemp("podman-state"))
+    runtime.import_base(base_rootfs_tar())
+    yield runtime
+    runtime.reset()
+
+
+@pytest.fixture(scope="session")
+def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Our image, built from the Containerfile and a wheel of this checkout, as a user would build it."""
+    context = tmp_path_factory.mktemp("image-context")
+    shutil.copy(ROOT / "Containerfile", context / "Containerfile")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(context / "dist"), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    podman.build(context, f"localhost/{IMAGE}", base=BASE_IMAGE)
+    return IMAGE
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def play(podman: Podman, image: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Play]:
+    """``play("job.yaml", edit=None)`` runs that Job's pod; every pod is torn down after the test, and the
+    logs of each container are printed when the test failed."""
+    pods: list[PlayedPod] = []
+
+    def start(manifest: str, edit: Callable[[dict[str, Any]], None] | None = None) -> PlayedPod:
+        job = yaml.safe_load((MANIFESTS / manifest).read_text())
+        if edit is not None:
+            edit(job)
+        pod = pod_from_job(job, uuid.uuid4().hex[:8])
+        path = tmp_path / f"{pod['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(pod))
+        played = PlayedPod(
+            podman, path, pod["metadata"]["name"], [c["name"] for c in pod["spec"]["containers"]]
+        )
+        pods.append(played)
+        podman("kube", "play", "--network", "none", str(path))
+        return played
+
+    yield start
+    for pod in pods:
+        if request.node.stash.get(_FAILED, True):
+            print(pod.describe())
+        pod.down()

@@ -1,0 +1,100 @@
+"""The shipped Kubernetes manifests, run on a real container runtime (podman) with our image.
+
+Each test plays a Job's pod exactly as written in deploy/kubernetes/, security contexts included, and checks
+what `kubectl get job` would report: every container's exit status, and that the pod ends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from _podman import Play, PlayedPod, Podman
+
+WORK_SECONDS = 5
+GENEROUS = 60  # a pod's whole life, on a slow, shared machine
+TICK = re.compile(r"^\[Busy\] Tick at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} [+-]\d{4} \S+$")
+
+
+def _ended(pod: PlayedPod, **expected: int) -> None:
+    """Every container exited with the status given, and the pod as a whole reached Exited."""
+    codes = {name: pod.wait(name, timeout=GENEROUS) for name in expected}
+    assert codes == expected
+    assert pod.pod_state() == "Exited"
+
+
+def test_the_seeds_job_completes_because_busy_exits_when_work_is_done(play: Play) -> None:
+    pod = play("job.yaml")
+    _ended(pod, work=0, busy=0)
+
+    work, busy = pod.logs("work"), pod.logs("busy")
+    assert [line.text for line in work] == ["[Work] Doing work...", "[Work] Exiting..."]
+    *ticks, last = [line.text for line in busy]
+    assert last == "[Busy] Exiting..."
+    assert all(TICK.match(tick) for tick in ticks), ticks
+    assert WORK_SECONDS * 2 - 2 <= len(ticks) <= WORK_SECONDS * 2 + 1  # one tick per 500 ms of work
+    # busy leaves when the marker appears, not at its next tick: well within a second of work's end.
+    stopped_after = busy[-1].seconds - work[-1].seconds
+    assert 0 <= stopped_after < 1.0, stopped_after
+
+
+def test_without_exit_dir_busy_never_finishes_which_is_the_problem_solved(play: Play) -> None:
+    def unset_exit_dir_on_busy(job: dict[str, Any]) -> None:
+        for container in job["spec"]["template"]["spec"]["containers"]:
+            if container["name"] == "busy":
+                container["env"] = [e for e in container["env"] if e["name"] != "EXIT_DIR"]
+
+    pod = play("job.yaml", edit=unset_exit_dir_on_busy)
+    assert pod.wait("work", timeout=GENEROUS) == 0
+    ticks_when_work_ended = len(pod.texts("busy"))
+    with pytest.raises(TimeoutError):
+        pod.wait("busy", timeout=5)  # a Job would hang here forever
+    assert pod.running("busy")
+    assert len(pod.texts("busy")) > ticks_when_work_ended  # still ticking, not stuck
+    assert pod.pod_state() == "Degraded"  # podman: some containers exited, some running (Kubernetes: Running)
+    # Deleting the pod sends SIGTERM to busy, PID 1 of its container: it handles it and exits 143 at once,
+    # instead of being SIGKILLed (137) when the grace period runs out.
+    pod.stop(timeout=30)
+    assert pod.wait("busy", timeout=GENEROUS) == 143
+
+
+def test_wrapped_sidecar_job_completes_and_the_helper_reports_zero(play: Play) -> None:
+    pod = play("job-wrapped-sidecar.yaml")
+    _ended(pod, main=0, helper=0)
+
+    main = pod.texts("main")
+    assert main.count("[Main] done") == 1
+    assert len([line for line in main if line.startswith("[Main] fetched ")]) == 3
+    helper = "\n".join(pod.texts("helper"))
+    assert '"GET / HTTP/1.1" 200' in helper  # http.server really served the leader
+    assert "stopping python3" in helper
+    assert "SIGTERM" in helper
+
+
+def test_failing_leader_fails_the_job_and_each_policy_reports_as_documented(play: Play) -> None:
+    pod = play("job-failing-leader.yaml")
+    _ended(pod, main=3, helper=0, **{"helper-reports-leader": 3})
+    assert pod.texts("main")[0] == "[Main] 2 of 40 tests failed"
+
+
+def test_image_is_non_root_with_exitdir_as_entrypoint(podman: Podman, image: str) -> None:
+    config = json.loads(podman("image", "inspect", f"localhost/{image}"))[0]["Config"]
+    assert config["User"] == "65532:65532"  # numeric, so runAsNonRoot can check it without /etc/passwd
+    assert config["Entrypoint"] == ["exitdir"]
+    assert podman(
+        "run", "--rm", "--read-only", "--network", "none", f"localhost/{image}", "--version"
+    ).startswith("exitdir ")
+
+
+def test_pods_run_with_the_manifests_security_context(play: Play) -> None:
+    pod = play("job.yaml")
+    for container in ("work", "busy"):
+        state = pod.inspect(container)
+        assert state["HostConfig"]["ReadonlyRootfs"] is True
+        assert state["EffectiveCaps"] in (None, [])
+        assert "no-new-privileges" in state["HostConfig"]["SecurityOpt"]
+        assert state["Config"]["User"].split(":")[0] == "65532"
+    _ended(pod, work=0, busy=0)
