@@ -47,7 +47,9 @@ def problems(job: dict[str, Any]) -> list[str]:
             found.append(f"{name}: does not mount the exit directory volume")
         for mount in mounts:
             if env.get("EXIT_DIR") != mount["mountPath"]:
-                found.append(f"{name}: EXIT_DIR is {env.get('EXIT_DIR')!r}, the volume is at {mount['mountPath']}")
+                found.append(
+                    f"{name}: EXIT_DIR is {env.get('EXIT_DIR')!r}, the volume is at {mount['mountPath']}"
+                )
         if container.get("image") != IMAGE:
             found.append(f"{name}: image {container.get('image')!r} is not {IMAGE}")
         security = container.get("securityContext", {})
@@ -57,7 +59,9 @@ def problems(job: dict[str, Any]) -> list[str]:
             found.append(f"{name}: readOnlyRootFilesystem is not true")
         if security.get("capabilities", {}).get("drop") != ["ALL"]:
             found.append(f"{name}: capabilities are not all dropped")
-        found.extend(f"{name}: {p}" for p in _cli_problems(container.get("command"), container.get("args", [])))
+        found.extend(
+            f"{name}: {p}" for p in _cli_problems(container.get("command"), container.get("args", []))
+        )
     return found
 
 
