@@ -102,7 +102,7 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
-    with aware(args.dir) as token:
+    with aware(args.dir, names=args.leader, require=args.require) as token:
         if not token.wait(args.timeout):
             _say(args, f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}")
             return EXIT_TIMEOUT
@@ -118,26 +118,47 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from ._liveness import held_offsets, slot
     from ._marker import list_markers
-    from ._token import check_watchable
+    from ._token import check_watchable, leader_names
 
     directory = resolve_directory(args.dir)
     if directory is None:
         raise _UsageError("no exit directory: set EXIT_DIR or pass --dir")
     check_watchable(directory)
+    names = leader_names(args.leader, "all")
     try:
         markers = list_markers(directory)
     except FileNotFoundError:
         markers = []
+    held = held_offsets(directory) if os.path.isdir(directory) else set()
+    by_name = {marker.name: marker for marker in markers}
+    leaders = {}  # name -> "done" | "running" | "not running", for the leaders asked about
+    for name in names or ():
+        running = held is not None and slot(name) in held
+        leaders[name] = "done" if name in by_name else "running" if running else "not running"
+    running_count = None if held is None else sum(1 for offset in held if offset % 2 == 0)
     if args.json:
         import json
 
-        print(json.dumps({"directory": directory, "markers": [m.as_dict() for m in markers]}), flush=True)
-    elif not markers:
-        print(f"{directory}: no markers (followers keep running)", flush=True)
-    else:
+        doc = {
+            "directory": directory,
+            "markers": [m.as_dict() for m in markers],
+            "leaders": leaders,
+            "running": running_count,
+        }
+        print(json.dumps(doc), flush=True)
+        return EXIT_OK
+    for name, state in leaders.items():
+        detail = _describe(by_name[name]) if state == "done" else f"{name}: {state}"
+        print(f"{state}: {detail}" if state == "done" else detail, flush=True)
+    if names is None:
+        if not markers:
+            print(f"{directory}: no markers (followers keep running)", flush=True)
         for marker in markers:
             print(_describe(marker), flush=True)
+        if running_count:
+            print(f"{running_count} leader(s) running", flush=True)
     return EXIT_OK
 
 
@@ -162,27 +183,36 @@ def _supervisor(args: argparse.Namespace, command: list[str]) -> Supervisor:
 
 
 def _cmd_lead(args: argparse.Namespace) -> int:
-    from ._leader import write_marker
+    from ._leader import begin_leading, write_marker
 
     command = _command(args)
     name = validate_name(args.name)
     directory = resolve_directory(args.dir)
     if directory is None:
         _say(args, "no exit directory (EXIT_DIR is unset and no --dir): followers will not be told")
-    with _supervisor(args, command) as supervisor:
-        ended = supervisor.spawn()
-        if ended is None:
-            supervisor.wait()
-            ended = supervisor.finish()
-        elif ended.code in (EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE):
-            print(f"exitdir: error: {ended.reason}", file=sys.stderr, flush=True)
-    if directory is not None:
-        try:
-            write_marker(ended.code, reason=ended.reason, name=name, directory=directory)
-        except ExitDirError as err:
-            print(f"exitdir: error: {err}", file=sys.stderr, flush=True)
-            return ended.code or EXIT_ERROR  # never report success when the followers were not told
-    return ended.code
+    # Held until the marker is written; if this wrapper is killed outright, followers see it go.
+    lock = begin_leading(directory, name, restartable=args.signal_on == "success")
+    try:
+        with _supervisor(args, command) as supervisor:
+            ended = supervisor.spawn()
+            if ended is None:
+                supervisor.wait()
+                ended = supervisor.finish()
+            elif ended.code in (EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE):
+                print(f"exitdir: error: {ended.reason}", file=sys.stderr, flush=True)
+        if directory is not None:
+            if ended.code != 0 and args.signal_on == "success":
+                _say(args, f"{command[0]} failed ({ended.reason}); --signal-on success: no marker written")
+                return ended.code
+            try:
+                write_marker(ended.code, reason=ended.reason, name=name, directory=directory)
+            except ExitDirError as err:
+                print(f"exitdir: error: {err}", file=sys.stderr, flush=True)
+                return ended.code or EXIT_ERROR  # never report success when the followers were not told
+        return ended.code
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 FOLLOW_POLICIES = ("zero", "leader", "child")
@@ -195,7 +225,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     directory = resolve_directory(args.dir)
     if directory is None:
         _say(args, "no exit directory (EXIT_DIR is unset and no --dir): the helper runs until it exits")
-    with aware(directory) as token:
+    with aware(directory, names=args.leader, require=args.require) as token:
         if token.is_set():
             _say(args, f"leader already signalled ({_describe(token.marker)}): not starting {command[0]}")
             return _follow_status(args.exit_code, token, None)
@@ -261,8 +291,30 @@ def _configure_exit(sub: argparse.ArgumentParser) -> None:
     sub.set_defaults(run=_cmd_exit)
 
 
+def _leaders(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--leader",
+        action="append",
+        metavar="NAME",
+        help="only this leader's marker counts (repeatable; default: any marker)",
+    )
+    require = sub.add_mutually_exclusive_group()
+    require.add_argument(
+        "--all",
+        dest="require",
+        action="store_const",
+        const="all",
+        help="end when all --leader have (default)",
+    )
+    require.add_argument(
+        "--any", dest="require", action="store_const", const="any", help="end when any --leader has"
+    )
+    sub.set_defaults(require="all")
+
+
 def _configure_wait(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--timeout", type=_seconds, help="give up after SECONDS (exit status 124)")
+    _leaders(sub)
     sub.add_argument("-v", "--verbose", action="store_true", help="print the marker's code and reason")
     sub.add_argument("--json", action="store_true", help="print the marker as JSON")
     _common(sub)
@@ -271,12 +323,20 @@ def _configure_wait(sub: argparse.ArgumentParser) -> None:
 
 def _configure_status(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--leader", action="append", metavar="NAME", help="show this leader (repeatable)")
     _common(sub)
     sub.set_defaults(run=_cmd_status)
 
 
 def _configure_lead(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
+    sub.add_argument(
+        "--signal-on",
+        choices=("always", "success"),
+        default="always",
+        help="write the marker always (default), or only when CMD succeeds (a leader that is restarted "
+        "on failure, restartPolicy: OnFailure)",
+    )
     _supervised(sub)
     sub.set_defaults(run=_cmd_lead)
 
@@ -298,6 +358,7 @@ def _configure_follow(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--timeout", type=_seconds, help="stop the helper anyway after SECONDS (exit status 124)"
     )
+    _leaders(sub)
     _supervised(sub)
     sub.set_defaults(run=_cmd_follow)
 

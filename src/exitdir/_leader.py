@@ -7,6 +7,7 @@ import os
 
 from ._config import DEFAULT_NAME, resolve_directory, validate_code, validate_name
 from ._errors import ExitDirError
+from ._liveness import LeaderLock
 from ._marker import encode
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -177,6 +178,43 @@ def write_marker(
     return os.path.join(resolved, name)
 
 
+SIGNAL_ON = ("always", "success")
+
+
+def validate_signal_on(signal_on: str) -> str:
+    if signal_on not in SIGNAL_ON:
+        raise ExitDirError(f"signal_on={signal_on!r} is not one of {', '.join(SIGNAL_ON)}: pass one of them")
+    return signal_on
+
+
+def begin_leading(directory: str | None, name: str, *, restartable: bool = False) -> LeaderLock | None:
+    """Start a leader's run: remove its own marker left by an earlier run, then hold the liveness lock.
+
+    A marker of our name can only be from an earlier run of this leader (a restarted container, a rerun
+    step); left there, it would stop followers that start now. ``restartable`` tells followers that this
+    leader may fail without a marker and be restarted (``signal_on="success"``).
+    """
+    if directory is None:
+        return None
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return None  # the marker write at the end reports the problem with its fix
+    from ._log import warn_once
+    from ._marker import read_marker
+
+    if read_marker(directory, name) is not None:
+        try:
+            os.unlink(os.path.join(directory, name))
+            warn_once(
+                f"stale-own:{directory}/{name}", f"removed {name} left in {directory} by an earlier run"
+            )
+        except OSError:
+            pass
+    lock = LeaderLock(directory, name, restartable=restartable)
+    return lock if lock.held else None
+
+
 def outcome(exc: BaseException | None) -> tuple[int, str | None]:
     """The exit code and reason a block ending with ``exc`` should report."""
     if exc is None:
@@ -200,6 +238,11 @@ class leader:
     with the exception's type and message as the reason. The exception still propagates. Works as a
     context manager (sync or async) and as a decorator (on plain and ``async def`` functions).
 
+    While the block runs it holds a liveness lock on the exit directory, so that if the process is killed
+    outright (SIGKILL, the OOM killer) its followers still end. On entry it removes a marker of its own
+    name left by an earlier run. ``signal_on="success"`` writes the marker only when the block succeeds,
+    for a leader that its orchestrator restarts on failure (``restartPolicy: OnFailure``).
+
     >>> import exitdir, tempfile
     >>> d = tempfile.mkdtemp()
     >>> with exitdir.leader(directory=d):
@@ -212,15 +255,35 @@ class leader:
     ...     raise SystemExit(4)
     """
 
-    def __init__(self, name: str = DEFAULT_NAME, *, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str = DEFAULT_NAME,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        signal_on: str = "always",
+    ) -> None:
         self.name = validate_name(name)
         self.directory = directory
+        self.signal_on = validate_signal_on(signal_on)
+        self._lock: LeaderLock | None = None
+
+    def _begin(self) -> None:
+        self._lock = begin_leading(
+            resolve_directory(self.directory), self.name, restartable=self.signal_on == "success"
+        )
 
     def _finish(self, exc: BaseException | None) -> None:
-        code, reason = outcome(exc)
-        write_marker(code, reason=reason, name=self.name, directory=self.directory)
+        try:
+            code, reason = outcome(exc)
+            if code == 0 or self.signal_on == "always":
+                write_marker(code, reason=reason, name=self.name, directory=self.directory)
+        finally:
+            if self._lock is not None:  # after the marker: followers must never see "gone, no marker"
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> leader:
+        self._begin()
         return self
 
     def __exit__(
@@ -229,6 +292,7 @@ class leader:
         self._finish(exc)
 
     async def __aenter__(self) -> leader:
+        self._begin()
         return self
 
     async def __aexit__(

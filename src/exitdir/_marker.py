@@ -23,6 +23,8 @@ MAX_REASON_CHARS = 4096
 KIND_EXITDIR = "exitdir"  # our JSON
 KIND_EMPTY = "empty"  # Go exitdir's Exit(), `touch`, `echo >`
 KIND_UNKNOWN = "unknown"  # anything else: still a marker
+KIND_VANISHED = "vanished"  # no file: the leader's liveness lock went away without a marker (it crashed)
+VANISHED_REASON = "leader exited without signalling"
 
 
 class Marker:

@@ -6,19 +6,19 @@ import os
 import threading
 import time
 
-from ._config import resolve_directory, validate_timeout
+from ._config import resolve_directory, validate_name, validate_timeout
 from ._errors import ExitDirError
+from ._liveness import LeaderState, held_offsets
 from ._log import warn_once
-from ._marker import list_markers, read_marker
+from ._marker import KIND_VANISHED, VANISHED_REASON, Marker, current_boot_id, list_markers, read_marker
 from ._watch import open_watch
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from types import TracebackType
 
-    from ._marker import Marker
     from ._watch._base import Watch
 
 
@@ -44,9 +44,20 @@ class ExitToken:
     """
 
     def __init__(
-        self, directory: str | None, *, backend: str | None = None, poll_interval: float | None = None
+        self,
+        directory: str | None,
+        *,
+        backend: str | None = None,
+        poll_interval: float | None = None,
+        names: tuple[str, ...] | None = None,
+        require: str = "all",
     ) -> None:
         self._directory = directory
+        self._names = names
+        self._require = require
+        self._markers: dict[str, Marker] = {}
+        self._leaders = LeaderState(names)
+        self._liveness_lock = threading.Lock()
         self._lock = threading.Lock()
         self._set = False
         self._closed = False
@@ -78,6 +89,21 @@ class ExitToken:
         """The marker that tripped the token, or None while it has not tripped."""
         return self._marker
 
+    @property
+    def markers(self) -> dict[str, Marker]:
+        """The markers seen so far of the leaders named in ``aware(names=...)``, by name.
+
+        >>> import exitdir, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> _ = exitdir.exit(name="db", directory=d)
+        >>> token = exitdir.aware(d, names=["db", "api"])
+        >>> sorted(token.markers), token.is_set()
+        (['db'], False)
+        >>> token.close()
+        """
+        with self._lock:
+            return dict(self._markers)
+
     def _on_change(self, names: list[str] | None) -> None:
         if self._set or self._closed:
             return
@@ -85,9 +111,9 @@ class ExitToken:
         assert directory is not None
         try:
             if names is None:
-                found = next(iter(list_markers(directory)), None)
+                found = list_markers(directory)
             else:
-                found = next((m for m in map(lambda n: read_marker(directory, n), names) if m), None)
+                found = [m for m in (read_marker(directory, n) for n in names) if m is not None]
         except (FileNotFoundError, NotADirectoryError):
             warn_once(
                 f"missing:{directory}",
@@ -97,8 +123,49 @@ class ExitToken:
         except OSError as err:
             warn_once(f"unreadable:{directory}", f"cannot list exit directory {directory}: {err.strerror}")
             return
-        if found is not None:
-            self._trip(found)
+        for marker in found:
+            if self._consider(marker):
+                return
+        self._check_leaders(directory)
+
+    def _consider(self, marker: Marker) -> bool:
+        """Record ``marker``; trip if it completes what this token waits for. True if tripped."""
+        boot_id = current_boot_id()
+        if marker.boot_id is not None and boot_id is not None and marker.boot_id != boot_id:
+            warn_once(
+                f"stale:{self._directory}/{marker.name}",
+                f"ignoring marker {marker.name} in {self._directory}: written before this machine last "
+                "booted (its boot_id differs); remove it, or let the leader replace it",
+            )
+            return False
+        if self._names is None:
+            self._trip(marker)
+            return True
+        if marker.name not in self._names:
+            return False
+        with self._lock:
+            self._markers[marker.name] = marker
+            complete = self._require == "any" or len(self._markers) == len(self._names)
+        if complete:
+            self._trip(marker)
+        return complete
+
+    def _check_leaders(self, directory: str) -> None:
+        """Trip if a leader seen running has lost its liveness lock without writing a marker."""
+        held = held_offsets(directory)
+        if held is None:
+            return
+        with self._liveness_lock:
+            vanished = self._leaders.vanished(held)
+        with self._lock:
+            vanished = [name for name in vanished if name not in self._markers]
+        if vanished:
+            name = vanished[0]
+            self._trip(
+                Marker(
+                    "exitFile" if name == "*" else name, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON
+                )
+            )
 
     def _trip(self, marker: Marker) -> None:
         with self._lock:
@@ -264,6 +331,8 @@ def aware(
     *,
     backend: str | None = None,
     poll_interval: float | None = None,
+    names: Iterable[str] | None = None,
+    require: str = "all",
 ) -> ExitToken:
     """Watch the exit directory (``directory``, else ``$EXIT_DIR``) and return a token that trips on a marker.
 
@@ -272,6 +341,11 @@ def aware(
     that does not exist yet is waited for (with one warning). ``backend`` is ``"auto"`` (default),
     ``"inotify"`` or ``"poll"``; ``poll_interval`` is in seconds. Both default to ``$EXITDIR_BACKEND`` and
     ``$EXITDIR_POLL_INTERVAL``.
+
+    With ``names``, only those leaders' markers count: ``require="all"`` (default) trips once every one
+    has written its marker, ``"any"`` on the first. A leader seen running (it holds its liveness lock)
+    that ends without a marker trips the token too, with a marker of kind ``"vanished"``. A marker written
+    before the machine last booted is stale and ignored, with a warning.
 
     >>> import exitdir, tempfile
     >>> d = tempfile.mkdtemp()
@@ -283,7 +357,22 @@ def aware(
     True
     >>> token.close()
     """
+    leaders = leader_names(names, require)
     resolved = resolve_directory(directory)
     if resolved is not None:
         check_watchable(resolved)
-    return ExitToken(resolved, backend=backend, poll_interval=poll_interval)
+    return ExitToken(resolved, backend=backend, poll_interval=poll_interval, names=leaders, require=require)
+
+
+def leader_names(names: Iterable[str] | None, require: str) -> tuple[str, ...] | None:
+    """Validated ``names`` for :func:`aware` (None: any marker ends the wait, as in Go)."""
+    if require not in ("all", "any"):
+        raise ExitDirError(f"require={require!r} is not one of 'all', 'any': pass require='all' or 'any'")
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise ExitDirError(f"names={names!r} is a string: pass a list of leader names, e.g. [{names!r}]")
+    leaders = tuple(dict.fromkeys(validate_name(name) for name in names))
+    if not leaders:
+        raise ExitDirError("names is empty: pass at least one leader name, or None for any marker")
+    return leaders

@@ -8,7 +8,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     # Called with names that may be new markers, or None when the whole directory must be rescanned (the
-    # watch was just set up, the directory was replaced, the event queue overflowed, a poll is due).
+    # watch was just set up, the directory was replaced, the event queue overflowed, a poll is due), or an
+    # empty list when nothing new appeared but a process closed the directory (a leader may have died).
     OnChange = Callable[[list[str] | None], None]
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._base import OnChange
 
 IN_CLOSE_WRITE = 0x00000008
+IN_CLOSE_NOWRITE = 0x00000010
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
 IN_DELETE_SELF = 0x00000400
@@ -38,8 +39,11 @@ IN_ONLYDIR = 0x01000000
 IN_ISDIR = 0x40000000
 
 # Every watch uses the same mask: inotify shares one watch per inode per instance and a second
-# add_watch with another mask would replace the first one's.
-WATCH_MASK = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
+# add_watch with another mask would replace the first one's. IN_CLOSE_NOWRITE on the directory itself is
+# how a follower learns that a process holding it open, such as a leader with its liveness lock, is gone.
+WATCH_MASK = (
+    IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
+)
 _APPEARED = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE
 _GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then `len` bytes of NUL-padded name
@@ -139,7 +143,8 @@ class _Hub:
         self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
-        deliveries: dict[InotifyWatch, tuple[int, list[str], bool]] = {}
+        # Per watch: its wd, new names, whether to re-arm, whether a process closed the directory itself.
+        deliveries: dict[InotifyWatch, tuple[int, list[str], bool, bool]] = {}
         offset = 0
         with self._lock:
             while offset < len(data):
@@ -151,23 +156,25 @@ class _Hub:
                     # Events were lost: every watch rescans.
                     for watches in self._watches.values():
                         for watch in watches:
-                            deliveries[watch] = (watch.wd, [], True)
+                            deliveries[watch] = (watch.wd, [], True, False)
                     continue
                 watches = self._watches.get(wd, [])
                 if mask & IN_IGNORED:
                     self._watches.pop(wd, None)
                 for watch in watches:
-                    _, names, rearm = deliveries.get(watch, (wd, [], False))
+                    _, names, rearm, closed = deliveries.get(watch, (wd, [], False, False))
                     if mask & _GONE:
                         rearm = True
                     elif mask & _APPEARED and name and not mask & IN_ISDIR:
                         names.append(name)
                     elif mask & _APPEARED and mask & IN_ISDIR and not watch.watching_target:
                         rearm = True  # a directory appeared on the way to the one we wait for
-                    deliveries[watch] = (wd, names, rearm)
+                    elif mask & IN_CLOSE_NOWRITE and not name:
+                        closed = True
+                    deliveries[watch] = (wd, names, rearm, closed)
         # Outside the lock: delivering reads markers and may add or remove watches.
-        for watch, (wd, names, rearm) in deliveries.items():
-            watch.deliver(wd, names, rearm)
+        for watch, (wd, names, rearm, closed) in deliveries.items():
+            watch.deliver(wd, names, rearm, closed)
 
 
 _hub: _Hub | None = None
@@ -244,12 +251,12 @@ class InotifyWatch:
             self.watching_target = path == self._directory
         self._on_change(None)
 
-    def deliver(self, wd: int, names: list[str], rearm: bool) -> None:
+    def deliver(self, wd: int, names: list[str], rearm: bool, closed: bool) -> None:
         if wd != self.wd or self._closed:
             return  # a stale event for a watch we already replaced
         if rearm:
             self._arm()
-        elif names and self.watching_target:
+        elif (names or closed) and self.watching_target:
             self._on_change(names)
 
     def pump(self, timeout: float | None) -> None:

@@ -1,0 +1,147 @@
+"""Leader liveness: a lock on the exit directory itself, held for as long as a leader runs.
+
+A leader that is SIGKILLed or OOM-killed writes no marker; without this its followers would wait forever
+(argo#9083). Each leader holds an open file description lock (``F_OFD_SETLK``, a shared read lock) on
+the exit directory, on a byte range chosen by its marker name. The kernel drops the lock the moment the
+process is gone, however it died. Followers read the lock table in /proc/locks, which takes nothing
+and opens nothing in the exit directory, so followers never disturb leaders or each other.
+
+The lock creates no entry in the directory: Go exitdir followers fire on any new file, so anything else
+would stop them early. A leader opens and closes the directory once after locking, and a dying process
+closes its descriptor: both raise IN_CLOSE_NOWRITE on the directory, which is how inotify followers learn
+it is time to look again, with no timer.
+
+Byte ``slot(name)`` held: that leader is running. Byte ``slot(name) + 1`` held too: it may be restarted
+(``exitdir lead --signal-on success``), so its death without a marker is not the end.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from ._log import debug_once
+
+try:
+    import fcntl
+
+    _SETLK: int | None = fcntl.F_OFD_SETLK  # Linux 3.15+
+except (ImportError, AttributeError):  # other platforms: no liveness, markers still work
+    _SETLK = None
+
+# struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid (+ padding).
+_FLOCK = struct.Struct("hhqqi4x")
+_F_RDLCK = 0
+_SLOTS = 1 << 30
+
+
+def slot(name: str) -> int:
+    """The lock offset for the leader whose marker is ``name`` (FNV-1a: stable across processes)."""
+    digest = 0x811C9DC5
+    for byte in os.fsencode(name):
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return 2 * (digest % _SLOTS)
+
+
+class LeaderLock:
+    """Held by a running leader. ``release()`` (or the process ending in any way) drops it.
+
+    Locking is best effort: where the filesystem refuses it (some FUSE and network filesystems) the
+    leader works as before and followers simply get no crash detection.
+    """
+
+    def __init__(self, directory: str, name: str, *, restartable: bool = False) -> None:
+        self._fd: int | None = None
+        if _SETLK is None:
+            return
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return  # missing or unreadable: the marker write reports it when it matters
+        try:
+            start = slot(name)
+            fcntl.fcntl(fd, _SETLK, _FLOCK.pack(_F_RDLCK, os.SEEK_SET, start, 2 if restartable else 1, 0))
+        except OSError as err:
+            os.close(fd)
+            debug_once(f"lock:{directory}", f"no liveness lock on {directory}: {err.strerror}")
+            return
+        self._fd = fd
+        announce(directory)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def announce(directory: str) -> None:
+    """Raise IN_CLOSE_NOWRITE on ``directory``, so that inotify followers look at the locks now."""
+    try:
+        os.close(os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except OSError:
+        pass
+
+
+def held_offsets(directory: str) -> set[int] | None:
+    """Every byte offset locked on ``directory``, read from /proc/locks; None where that is not possible.
+
+    /proc/locks rather than F_OFD_GETLK: that needs a descriptor on the directory, and a follower holding
+    one would keep a deleted directory's inode alive (delaying IN_DELETE_SELF, so the follower would not
+    re-arm on a recreated directory), while closing one after each look raises IN_CLOSE_NOWRITE, the very
+    event that makes it look again. OFD locks are listed there whatever the reader's PID namespace.
+    """
+    if _SETLK is None:
+        return None
+    try:
+        st = os.stat(directory)
+        with open("/proc/locks", "rb") as f:
+            table = f.read()
+    except OSError:
+        return None
+    # "1: OFDLCK ADVISORY  READ -1 fe:00:2146321 1000 1001": the device as the kernel's own major:minor.
+    # Where stat reports another device than the superblock's (btrfs subvolumes) nothing matches, and
+    # followers get no crash detection rather than a wrong one.
+    needle = f" {os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} ".encode()
+    found: set[int] = set()
+    for line in table.splitlines():
+        at = line.find(needle)
+        if at == -1 or line.lstrip().startswith(b"->"):  # "->": a waiter, not a holder
+            continue
+        first, _, last = line[at + len(needle) :].partition(b" ")
+        start = int(first)
+        stop = start + 2 if last.strip() == b"EOF" else int(last) + 1
+        found.update(range(start, min(stop, start + 2)))
+    return found
+
+
+class LeaderState:
+    """What a follower has learnt about its leaders' locks: who was seen running, who may restart."""
+
+    def __init__(self, names: tuple[str, ...] | None) -> None:
+        self._names = names
+        self._seen: set[str] = set()  # names (or "*" for any leader) seen running
+        self._restartable: set[str] = set()
+
+    def vanished(self, held: set[int]) -> list[str]:
+        """Leaders seen running before whose lock is gone now, and who will not be restarted."""
+        gone = []
+        for key in self._names if self._names is not None else ("*",):
+            if key == "*":
+                running = any(offset % 2 == 0 for offset in held)
+                restartable = any(offset % 2 == 1 for offset in held)
+            else:
+                running = slot(key) in held
+                restartable = slot(key) + 1 in held
+            if running:
+                self._seen.add(key)
+                if restartable:
+                    self._restartable.add(key)
+                else:
+                    self._restartable.discard(key)
+            elif key in self._seen and key not in self._restartable:
+                gone.append(key)
+        return gone
