@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -155,23 +156,13 @@ def _wait_command_announcing_ready(exit_dir: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def test_ctrl_c_while_waiting_is_status_130_without_traceback(exit_dir: Path, spawn: type[Child]) -> None:
-    import signal
-
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_while_waiting_is_128_plus_n_without_traceback(
+    exit_dir: Path, spawn: type[Child], signum: int, status: int
+) -> None:
     waiter = spawn(_wait_command_announcing_ready(exit_dir))
     waiter.expect("ready")
-    waiter.signal(signal.SIGINT)
-    assert waiter.wait() == 130
-    _, err = waiter.rest()
-    assert "Traceback" not in err
-
-
-def test_sigterm_while_waiting_is_status_143_without_traceback(exit_dir: Path, spawn: type[Child]) -> None:
-    import signal
-
-    waiter = spawn(_wait_command_announcing_ready(exit_dir))
-    waiter.expect("ready")
-    waiter.signal(signal.SIGTERM)
-    assert waiter.wait() == 143
+    waiter.signal(signum)
+    assert waiter.wait() == status
     _, err = waiter.rest()
     assert "Traceback" not in err
