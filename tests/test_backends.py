@@ -204,3 +204,30 @@ def test_watch_limit_reached_mid_wait_keeps_watching_by_polling(
         exitdir.exit(directory=exit_dir)
         assert token.wait(GENEROUS)
     assert "polling it every" in caplog.text
+
+
+def test_polling_a_local_directory_lists_it_only_when_it_changed(exit_dir: Path) -> None:
+    # Every listing raises IN_CLOSE_NOWRITE, which wakes each inotify follower of the directory (they look
+    # for vanished leaders then): a poll follower beside them must not list an unchanged directory.
+    import ctypes
+    import time
+
+    settled = time.time() - 60  # older than any filesystem's timestamp granularity
+    os.utime(exit_dir, (settled, settled))
+    libc = ctypes.CDLL(None, use_errno=True)
+    events = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        assert libc.inotify_add_watch(events, os.fsencode(exit_dir), _inotify.IN_CLOSE_NOWRITE) >= 0
+        listings = 0
+        with exitdir.aware(exit_dir, backend="poll", poll_interval=0.01) as token:
+            for _ in range(30):  # about 30 polls; reading each time, so that no two events coalesce
+                assert not token.wait(0.01)
+                try:
+                    listings += len(os.read(events, 4096)) // 16  # name-less events: 16 bytes each
+                except BlockingIOError:
+                    pass
+            assert listings <= 1  # the first look only
+            exitdir.exit(directory=exit_dir)
+            assert token.wait(GENEROUS)  # a stat sees the change
+    finally:
+        os.close(events)

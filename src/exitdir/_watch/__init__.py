@@ -95,9 +95,10 @@ def configured_interval(poll_interval: float | None) -> float:
     return float(poll_interval)
 
 
-def _polling(directory: str, on_change: OnChange, interval: float, why: str) -> PollWatch:
+def _polling(directory: str, on_change: OnChange, interval: float, why: str, *, trusted: bool) -> PollWatch:
+    """``trusted``: a Linux filesystem where inotify (and so a stat) sees every change."""
     debug_once(f"backend:{directory}", f"polling {directory} every {interval} s: {why}")
-    return PollWatch(directory, on_change, interval=interval)
+    return PollWatch(directory, on_change, interval=interval, list_when_changed=trusted)
 
 
 def open_watch(
@@ -107,11 +108,11 @@ def open_watch(
     choice = configured_backend(backend)
     interval = configured_interval(poll_interval)
     if choice == "poll":
-        return _polling(directory, on_change, interval, "requested")
+        return _polling(directory, on_change, interval, "requested", trusted=poll_reason(directory) is None)
     if choice == "auto":
         reason = poll_reason(directory)
         if reason is not None:
-            return _polling(directory, on_change, interval, reason)
+            return _polling(directory, on_change, interval, reason, trusted=False)
     try:
         from ._inotify import InotifyWatch
 
@@ -123,6 +124,7 @@ def open_watch(
                 f"inotify was requested but cannot watch {directory}: {err}; "
                 f"use backend 'auto' (unset {ENV_BACKEND}) to fall back to polling"
             ) from None
-        return _polling(directory, on_change, interval, f"inotify: {err}")
+        # Only "auto" gets here, so poll_reason found the filesystem trustworthy.
+        return _polling(directory, on_change, interval, f"inotify: {err}", trusted=True)
     debug_once(f"backend:{directory}", f"watching {directory} with inotify")
     return watch

@@ -6,6 +6,7 @@ another client), for non-Linux platforms, and when inotify cannot be set up.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -15,13 +16,27 @@ if TYPE_CHECKING:
     from ._base import OnChange
 
 
+# Filesystem timestamps can be coarse (a jiffy on ext4, 2 s on FAT): a directory modified less than this
+# long before a scan may be modified again without its mtime changing, so it is listed again regardless.
+_TIMESTAMP_MARGIN = 2.0
+
+
 class PollWatch:
     backend = "poll"
 
-    def __init__(self, directory: str, on_change: OnChange, *, interval: float) -> None:
+    def __init__(
+        self, directory: str, on_change: OnChange, *, interval: float, list_when_changed: bool
+    ) -> None:
         self.poll_interval: float | None = interval
         self._interval = interval
         self._on_change = on_change
+        self._directory = directory
+        # Listing opens the directory, and every inotify follower watching it wakes on that close. On local
+        # filesystems a stat tells whether anything changed; on network ones (where nobody uses inotify)
+        # attribute caching could make a stat staler than a listing, so those are always listed.
+        self._list_when_changed = list_when_changed
+        self._last_seen: tuple[int, ...] | None = None
+        self._settling = True
         self._closed = threading.Event()
         self._scan_lock = threading.Lock()
         self._next_scan = 0.0
@@ -33,7 +48,21 @@ class PollWatch:
     def _scan(self) -> None:
         with self._scan_lock:
             self._next_scan = time.monotonic() + self._interval
-        self._on_change(None)
+            relist = not self._list_when_changed or self._changed()
+        # [] : no new entries, but the leaders' locks are still worth a look.
+        self._on_change(None if relist else [])
+
+    def _changed(self) -> bool:
+        """Whether the directory may hold new entries since the last look (a stat, not a listing)."""
+        try:
+            st = os.stat(self._directory)
+        except OSError:
+            return True  # missing or unreadable: the listing reports it
+        seen = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink, st.st_size)
+        changed = seen != self._last_seen or self._settling
+        self._last_seen = seen
+        self._settling = time.time() - st.st_mtime < _TIMESTAMP_MARGIN
+        return changed
 
     def pump(self, timeout: float | None) -> None:
         # Scan only when due, so a caller spinning on is_set() costs a clock read, not a directory listing.
