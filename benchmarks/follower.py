@@ -114,6 +114,7 @@ def idle(seconds: float) -> Table:
         ["follower", "voluntary wake-ups", "CPU ms", "RSS MiB", "RSS over bare MiB"],
     )
     directory = tempfile.mkdtemp()
+    shared = tempfile.mkdtemp()
     programs = {
         "bare interpreter, `time.sleep`": "import time\nprint('ready', flush=True)\ntime.sleep(3600)",
         "sync `aware().wait()` (inotify)": (
@@ -135,9 +136,14 @@ def idle(seconds: float) -> Table:
             f"import json, threading, exitdir\nt = exitdir.aware({directory!r})\n"
             "print('ready', flush=True)\nt.wait()"
         ),
+        # Not in the directory above: each of its listings wakes the inotify followers of its directory,
+        # which the next row shows.
         "sync `aware(backend='poll').wait()`, default 0.25 s": (
-            f"import exitdir\nt = exitdir.aware({directory!r}, backend='poll')\n"
+            f"import exitdir\nt = exitdir.aware({shared!r}, backend='poll')\n"
             "print('ready', flush=True)\nt.wait()"
+        ),
+        "sync `aware().wait()` (inotify), beside that poll follower": (
+            f"import exitdir\nt = exitdir.aware({shared!r})\nprint('ready', flush=True)\nt.wait()"
         ),
     }
     procs = {
@@ -176,6 +182,7 @@ def idle(seconds: float) -> Table:
             proc.kill()
             proc.communicate()
         shutil.rmtree(directory)
+        shutil.rmtree(shared)
     return table
 
 
