@@ -118,7 +118,7 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from ._liveness import held_offsets, slot
+    from ._liveness import held_offsets, leader_flags, running_leaders
     from ._marker import list_markers
     from ._token import check_watchable, leader_names
 
@@ -135,9 +135,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     by_name = {marker.name: marker for marker in markers}
     leaders = {}  # name -> "done" | "running" | "not running", for the leaders asked about
     for name in names or ():
-        running = held is not None and slot(name) in held
+        running = held is not None and leader_flags(held, name)[0]
         leaders[name] = "done" if name in by_name else "running" if running else "not running"
-    running_count = None if held is None else sum(1 for offset in held if offset % 2 == 0)
+    running_count = None if held is None else running_leaders(held)
     if args.json:
         import json
 
@@ -150,8 +150,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc), flush=True)
         return EXIT_OK
     for name, state in leaders.items():
-        detail = _describe(by_name[name]) if state == "done" else f"{name}: {state}"
-        print(f"{state}: {detail}" if state == "done" else detail, flush=True)
+        print(f"done: {_describe(by_name[name])}" if state == "done" else f"{name}: {state}", flush=True)
     if names is None:
         if not markers:
             print(f"{directory}: no markers (followers keep running)", flush=True)

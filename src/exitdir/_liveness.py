@@ -118,24 +118,31 @@ def held_offsets(directory: str) -> set[int] | None:
     return found
 
 
+def leader_flags(held: set[int], name: str | None) -> tuple[bool, bool]:
+    """Whether leader ``name`` (any leader, for None) is running, and whether it may be restarted."""
+    if name is None:
+        return any(offset % 2 == 0 for offset in held), any(offset % 2 == 1 for offset in held)
+    start = slot(name)
+    return start in held, start + 1 in held
+
+
+def running_leaders(held: set[int]) -> int:
+    return sum(1 for offset in held if offset % 2 == 0)
+
+
 class LeaderState:
     """What a follower has learnt about its leaders' locks: who was seen running, who may restart."""
 
     def __init__(self, names: tuple[str, ...] | None) -> None:
-        self._names = names
-        self._seen: set[str] = set()  # names (or "*" for any leader) seen running
-        self._restartable: set[str] = set()
+        self._keys: tuple[str | None, ...] = names if names is not None else (None,)  # None: any leader
+        self._seen: set[str | None] = set()
+        self._restartable: set[str | None] = set()
 
-    def vanished(self, held: set[int]) -> list[str]:
+    def vanished(self, held: set[int]) -> list[str | None]:
         """Leaders seen running before whose lock is gone now, and who will not be restarted."""
         gone = []
-        for key in self._names if self._names is not None else ("*",):
-            if key == "*":
-                running = any(offset % 2 == 0 for offset in held)
-                restartable = any(offset % 2 == 1 for offset in held)
-            else:
-                running = slot(key) in held
-                restartable = slot(key) + 1 in held
+        for key in self._keys:
+            running, restartable = leader_flags(held, key)
             if running:
                 self._seen.add(key)
                 if restartable:

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from ._config import resolve_directory, validate_name, validate_timeout
+from ._config import DEFAULT_NAME, resolve_directory, validate_name, validate_timeout
 from ._errors import ExitDirError
 from ._liveness import LeaderState, held_offsets
 from ._log import warn_once
@@ -109,20 +109,25 @@ class ExitToken:
             return
         directory = self._directory
         assert directory is not None
-        try:
-            if names is None:
+        found: Iterable[Marker]
+        if names is None:
+            try:
                 found = list_markers(directory)
-            else:
-                found = [m for m in (read_marker(directory, n) for n in names) if m is not None]
-        except (FileNotFoundError, NotADirectoryError):
-            warn_once(
-                f"missing:{directory}",
-                f"exit directory {directory} does not exist yet; waiting for it to appear",
-            )
-            return
-        except OSError as err:
-            warn_once(f"unreadable:{directory}", f"cannot list exit directory {directory}: {err.strerror}")
-            return
+            except (FileNotFoundError, NotADirectoryError):
+                warn_once(
+                    f"missing:{directory}",
+                    f"exit directory {directory} does not exist yet; waiting for it to appear",
+                )
+                return
+            except OSError as err:
+                warn_once(
+                    f"unreadable:{directory}", f"cannot list exit directory {directory}: {err.strerror}"
+                )
+                return
+        else:
+            # Lazily: the first name is usually the marker that trips us, and the rest (such as the
+            # anonymous name O_TMPFILE's close reports) then cost no lstat on the way to the caller.
+            found = (m for m in (read_marker(directory, n) for n in names) if m is not None)
         for marker in found:
             if self._consider(marker):
                 return
@@ -160,12 +165,8 @@ class ExitToken:
         with self._lock:
             vanished = [name for name in vanished if name not in self._markers]
         if vanished:
-            name = vanished[0]
-            self._trip(
-                Marker(
-                    "exitFile" if name == "*" else name, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON
-                )
-            )
+            name = vanished[0] or DEFAULT_NAME
+            self._trip(Marker(name, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON))
 
     def _trip(self, marker: Marker) -> None:
         with self._lock:
