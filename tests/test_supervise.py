@@ -12,7 +12,7 @@ import pytest
 
 import exitdir
 from exitdir._cli import main
-from exitdir._supervise import FORWARDED
+from exitdir._signals import FORWARDED
 
 from _support import EXITDIR, GENEROUS, QUIET_PERIOD, Child, env_with, python
 

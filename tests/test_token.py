@@ -131,7 +131,8 @@ def test_wait_times_out_and_returns_false(exit_dir: Path, backend: str) -> None:
 
 
 def test_negative_timeout_is_a_clear_error(exit_dir: Path, backend: str) -> None:
-    with follow(exit_dir, backend) as token, pytest.raises(exitdir.ExitDirError, match="seconds >= 0"):
+    token = follow(exit_dir, backend)
+    with token, pytest.raises(exitdir.ExitDirError, match="zero or more seconds"):
         token.wait(-1)
 
 

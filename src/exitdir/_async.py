@@ -1,4 +1,4 @@
-"""The asyncio front: no thread, the inotify fd sits on the running loop with ``add_reader``.
+"""The asyncio front: no thread; the token's plan is kept on the running loop as a reader and a timer.
 
 asyncio is imported inside the functions, so ``import exitdir`` does not pay ~30 ms for it.
 """
@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 from ._config import validate_timeout
-from ._token import ExitToken, aware
+from ._token import ExitToken, Waiter, aware
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -23,10 +24,10 @@ if TYPE_CHECKING:
 
 # One reader callback per (loop, fd): add_reader keeps only the last callback for an fd, and every token
 # in the process shares the inotify fd. Created on first use: weakref is not free to import.
-_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, set[ExitToken]]] | None = None
+_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, set[_LoopWaiter]]] | None = None
 
 
-def _loop_readers(loop: asyncio.AbstractEventLoop) -> dict[int, set[ExitToken]]:
+def _loop_readers(loop: asyncio.AbstractEventLoop) -> dict[int, set[_LoopWaiter]]:
     global _readers  # noqa: PLW0603 - a lazily created module-level registry
     if _readers is None:
         import weakref
@@ -36,60 +37,81 @@ def _loop_readers(loop: asyncio.AbstractEventLoop) -> dict[int, set[ExitToken]]:
 
 
 def _on_readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    for token in list(_loop_readers(loop).get(fd, ())):
-        token.is_set()  # reads the events once and dispatches them to every token; the rest is a flag test
+    # The first refresh reads the events and dispatches them to every token; for the rest it is a flag test.
+    for waiter in list(_loop_readers(loop).get(fd, ())):
+        waiter.refresh()
 
 
-def _drive(token: ExitToken, wake: Callable[[], None]) -> Callable[[], None]:
-    """Make the running loop pump ``token``'s watch and call ``wake()`` once it trips. Returns an undo."""
-    import asyncio
+class _LoopWaiter:
+    """The waiting contract run by the loop: ``refresh()`` delivers, then puts a reader on the plan's fd
+    and a timer on its timeout, so every callback re-reads the plan. ``on_done()`` is called once, from a
+    loop callback, when the token trips or closes."""
 
-    loop = asyncio.get_running_loop()
+    def __init__(self, token: ExitToken, on_done: Callable[[], None]) -> None:
+        import asyncio
 
-    # Set from another thread (a sync waiter sharing the inotify fd) must still reach this loop.
-    def wake_from_any_thread() -> None:
-        loop.call_soon_threadsafe(wake)
+        self._loop = loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._on_done = on_done
+        self._fd: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._waiter = Waiter(token, self._wake)
+        # The first look is a loop callback too: on_done() must never run inside the caller's own step.
+        loop.call_soon(self.refresh)
 
-    remove_hook = token._add_set_hook(wake_from_any_thread)
-    watch = token._watch_for_loop()
-    if watch is None:
-        return remove_hook
-    fd = watch.fileno()
-    if fd is not None:
-        by_fd = _loop_readers(loop)
-        if fd not in by_fd:
-            by_fd[fd] = set()
-            loop.add_reader(fd, _on_readable, loop, fd)
-        by_fd[fd].add(token)
+    def _wake(self) -> None:
+        # From the loop's own thread (another token's dispatch) no self-pipe write is needed.
+        if threading.get_ident() == self._thread:
+            self._loop.call_soon(self.refresh)
+        else:
+            self._loop.call_soon_threadsafe(self.refresh)
 
-        def undo_reader() -> None:
-            remove_hook()
-            tokens = by_fd.get(fd)
-            if tokens is None:
-                return
-            tokens.discard(token)
-            if not tokens:
-                del by_fd[fd]
-                loop.remove_reader(fd)
+    def refresh(self) -> None:
+        if self._closed:
+            return
+        if self._waiter.deliver() or self._waiter.done():
+            self.close()
+            self._on_done()
+            return
+        fd, timeout = self._waiter.plan()
+        if fd != self._fd:
+            self._drop_reader()
+            if fd is not None:
+                by_fd = _loop_readers(self._loop)
+                if fd not in by_fd:
+                    by_fd[fd] = set()
+                    self._loop.add_reader(fd, _on_readable, self._loop, fd)
+                by_fd[fd].add(self)
+                self._fd = fd
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if timeout is not None:
+            self._timer = self._loop.call_later(timeout, self.refresh)
 
-        return undo_reader
+    def _drop_reader(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        by_fd = _loop_readers(self._loop)
+        waiters = by_fd.get(fd)
+        if waiters is None:
+            return
+        waiters.discard(self)
+        if not waiters:
+            del by_fd[fd]
+            self._loop.remove_reader(fd)
 
-    interval = watch.poll_interval or 0.25
-    handle: asyncio.TimerHandle | None = None
-
-    def tick() -> None:
-        nonlocal handle
-        if not token.is_set():
-            handle = loop.call_later(interval, tick)
-
-    handle = loop.call_later(interval, tick)
-
-    def undo_timer() -> None:
-        remove_hook()
-        if handle is not None:
-            handle.cancel()
-
-    return undo_timer
+    def close(self) -> None:
+        """Take the reader and timer off the loop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._waiter.close()
+        self._drop_reader()
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 async def _wait_token(token: ExitToken, timeout: float | None) -> Marker | None:
@@ -104,13 +126,12 @@ async def _wait_token(token: ExitToken, timeout: float | None) -> Marker | None:
         if not tripped.done():
             tripped.set_result(None)
 
-    undo = _drive(token, wake)
+    driver = _LoopWaiter(token, wake)
     timer = None if timeout is None else loop.call_later(timeout, wake)
     try:
-        if not token.is_set():  # it may have tripped between the first check and the reader going on
-            await tripped
+        await tripped
     finally:
-        undo()
+        driver.close()
         if timer is not None:
             timer.cancel()
     return token.marker
@@ -161,7 +182,7 @@ class CancelOnExit:
         self._task: asyncio.Task[object] | None = None
         self._inside = False
         self._cancelling = False
-        self._undo: Callable[[], None] | None = None
+        self._driver: _LoopWaiter | None = None
         self.exit_requested = False
         self.interrupted = False
 
@@ -184,10 +205,9 @@ class CancelOnExit:
             raise RuntimeError("cancel_on_exit() must be used inside an asyncio task")
         self._task = task
         self._inside = True
-        self._undo = _drive(self._token, self._request_exit)
-        if self._token.is_set():
-            # Not cancelled from here: a block with no await would leave the cancel pending past its end.
-            asyncio.get_running_loop().call_soon(self._request_exit)
+        # Its first look is a loop callback, never this step: a block with no await must not be left
+        # with a cancel pending past its end.
+        self._driver = _LoopWaiter(self._token, self._request_exit)
         return self
 
     async def __aexit__(
@@ -196,8 +216,8 @@ class CancelOnExit:
         import asyncio
 
         self._inside = False
-        if self._undo is not None:
-            self._undo()
+        if self._driver is not None:
+            self._driver.close()
         self._token.close()
         if self._token.is_set():
             self.exit_requested = True

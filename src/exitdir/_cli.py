@@ -1,4 +1,8 @@
-"""The ``exitdir`` command line. ``main(argv)`` returns the exit status, so tests can call it in-process."""
+"""The ``exitdir`` command line. ``main(argv)`` returns the exit status, so tests can call it in-process.
+
+Every argument is checked by the library's own validator (``_config``), so a value is refused with the
+same words here and in Python; ``lead`` and ``follow`` map a supervision :class:`Outcome` to a status.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,31 @@ import argparse
 import os
 import signal
 import sys
-import time
 
 from . import _log
-from ._config import DEFAULT_NAME, resolve_directory, validate_name
+from ._config import (
+    DEFAULT_NAME,
+    SIGNAL_ON,
+    resolve_directory,
+    validate_code,
+    validate_seconds,
+    validate_signal,
+    validate_signal_on,
+)
 from ._errors import ExitDirError
-from ._supervise import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, signal_name
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from types import FrameType
-    from typing import Any, NoReturn
+    from typing import Any, NoReturn, TypeVar
 
     _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+    T = TypeVar("T")
 
     from ._marker import Marker
-    from ._supervise import ChildExit, Supervisor
-    from ._token import ExitToken
+    from ._supervise import ChildExit
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -48,42 +58,35 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(f"exitdir: {message}", file=sys.stderr, flush=True)
 
 
-def _seconds(text: str) -> float:
+def _error(message: str) -> None:
+    print(f"exitdir: error: {message}", file=sys.stderr, flush=True)
+
+
+def _checked(validate: Callable[[str], T], name: str) -> Callable[[str], T]:
+    """An argparse type that applies the library's own validator: one rule, one message."""
+
+    def convert(text: str) -> T:
+        try:
+            return validate(text)
+        except ExitDirError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = name  # what argparse calls the type in its own messages
+    return convert
+
+
+def _as_int(text: str) -> int | str:
+    """``text`` as an int if it is one; else the text itself, for the validator to name."""
     try:
-        value = float(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more seconds")
-    return value
+        return text
 
 
-def _signal(text: str) -> int:
-    from ._supervise import parse_signal
-
-    try:
-        return parse_signal(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _code(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value <= 255:
-        raise argparse.ArgumentTypeError(f"{value} is outside 0..255")
-    return value
-
-
-def _describe(marker: Marker | None) -> str:
-    if marker is None:
-        return "no marker"
-    code = "unknown code" if marker.code is None else f"code {marker.code}"
-    reason = f": {marker.reason}" if marker.reason else ""
-    problem = f" ({marker.problem})" if marker.problem else ""
-    return f"{marker.name}: {code}{reason}{problem}"
+_code = _checked(lambda text: validate_code(_as_int(text)), "exit code")
+_seconds = _checked(lambda text: validate_seconds(text, "duration"), "seconds")
+_signal = _checked(validate_signal, "signal")
+_signal_on = _checked(validate_signal_on, "signal_on")
 
 
 def _cmd_exit(args: argparse.Namespace) -> int:
@@ -98,6 +101,7 @@ def _cmd_exit(args: argparse.Namespace) -> int:
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
+    from ._marker import describe
     from ._token import aware
 
     if resolve_directory(args.dir) is None:
@@ -113,20 +117,20 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
         print(json.dumps(marker.as_dict()), flush=True)
     elif args.verbose:
-        print(_describe(marker), flush=True)
+        print(describe(marker), flush=True)
     return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from ._config import check_watchable, leader_names
     from ._liveness import held_offsets, leader_flags, running_leaders
-    from ._marker import list_markers
-    from ._token import check_watchable, leader_names
+    from ._marker import describe, list_markers
 
     directory = resolve_directory(args.dir)
     if directory is None:
         raise _UsageError("no exit directory: set EXIT_DIR or pass --dir")
     check_watchable(directory)
-    names = leader_names(args.leader, "all")
+    names = leader_names(args.leader)
     try:
         markers = list_markers(directory)
     except FileNotFoundError:
@@ -150,12 +154,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc), flush=True)
         return EXIT_OK
     for name, state in leaders.items():
-        print(f"done: {_describe(by_name[name])}" if state == "done" else f"{name}: {state}", flush=True)
+        print(f"done: {describe(by_name[name])}" if state == "done" else f"{name}: {state}", flush=True)
     if names is None:
         if not markers:
             print(f"{directory}: no markers (followers keep running)", flush=True)
         for marker in markers:
-            print(_describe(marker), flush=True)
+            print(describe(marker), flush=True)
         if running_count:
             print(f"{running_count} leader(s) running", flush=True)
     return EXIT_OK
@@ -170,54 +174,55 @@ def _command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def _supervisor(args: argparse.Namespace, command: list[str]) -> Supervisor:
-    from ._supervise import Supervisor, set_subreaper
+def _reap_all(args: argparse.Namespace) -> bool:
+    """Whether orphans will be ours to reap: as PID 1 always, else with --subreaper where it works."""
+    if os.getpid() == 1:
+        return True
+    if not args.subreaper:
+        return False
+    from ._linux import set_child_subreaper
 
-    reap_all = os.getpid() == 1
-    if args.subreaper and not reap_all:
-        reap_all = set_subreaper()
-        if not reap_all:
-            _say(args, "--subreaper is not supported on this platform; orphans are not reaped")
-    return Supervisor(command, warn=lambda message: _say(args, message), reap_all=reap_all)
+    if set_child_subreaper():
+        return True
+    _say(args, "--subreaper is not supported on this platform; orphans are not reaped")
+    return False
 
 
 def _cmd_lead(args: argparse.Namespace) -> int:
-    from ._leader import begin_leading, write_marker
+    from ._leader import Leadership
+    from ._supervise import NOT_STARTED, supervise
 
     command = _command(args)
-    name = validate_name(args.name)
-    directory = resolve_directory(args.dir)
-    if directory is None:
+    run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on)
+    if run.directory is None:
         _say(args, "no exit directory (EXIT_DIR is unset and no --dir): followers will not be told")
-    # Held until the marker is written; if this wrapper is killed outright, followers see it go.
-    lock = begin_leading(directory, name, restartable=args.signal_on == "success")
+    # The liveness lock is held from here until the marker is written: if this wrapper is killed
+    # outright, followers see it go.
+    run.begin()
     try:
-        with _supervisor(args, command) as supervisor:
-            ended = supervisor.spawn()
-            if ended is None:
-                supervisor.wait()
-                ended = supervisor.finish()
-            elif ended.code in (EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE):
-                print(f"exitdir: error: {ended.reason}", file=sys.stderr, flush=True)
-        if directory is not None:
-            if ended.code != 0 and args.signal_on == "success":
-                _say(args, f"{command[0]} failed ({ended.reason}); --signal-on success: no marker written")
-                return ended.code
-            try:
-                write_marker(ended.code, reason=ended.reason, name=name, directory=directory)
-            except ExitDirError as err:
-                print(f"exitdir: error: {err}", file=sys.stderr, flush=True)
-                return ended.code or EXIT_ERROR  # never report success when the followers were not told
-        return ended.code
-    finally:
-        if lock is not None:
-            lock.release()
+        outcome = supervise(command, reap_all=_reap_all(args), say=lambda message: _say(args, message))
+    except BaseException:
+        run.finish(1, "exitdir lead failed")  # never leave followers waiting for a leader that is gone
+        raise
+    ended = outcome.child
+    assert ended is not None  # lead passes no token: its outcome is EXITED or NOT_STARTED
+    if outcome.why == NOT_STARTED:
+        _error(ended.reason)
+    elif run.directory is not None and not run.writes_marker(ended.code):
+        _say(args, f"{command[0]} failed ({ended.reason}); --signal-on success: no marker written")
+    try:
+        run.finish(ended.code, ended.reason)
+    except ExitDirError as err:
+        _error(str(err))
+        return ended.code or EXIT_ERROR  # never report success when the followers were not told
+    return ended.code
 
 
 FOLLOW_POLICIES = ("zero", "leader", "child")
 
 
 def _cmd_follow(args: argparse.Namespace) -> int:
+    from ._supervise import EXITED, MARKER, NOT_STARTED, supervise
     from ._token import aware
 
     command = _command(args)
@@ -225,32 +230,27 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     if directory is None:
         _say(args, "no exit directory (EXIT_DIR is unset and no --dir): the helper runs until it exits")
     with aware(directory, names=args.leader, require=args.require) as token:
-        if token.is_set():
-            _say(args, f"leader already signalled ({_describe(token.marker)}): not starting {command[0]}")
-            return _follow_status(args.exit_code, token, None)
-        with _supervisor(args, command) as supervisor:
-            ended = supervisor.spawn()
-            if ended is not None:
-                print(f"exitdir: error: {ended.reason}", file=sys.stderr, flush=True)
-                return ended.code
-            deadline = None if args.timeout is None else time.monotonic() + args.timeout
-            if supervisor.wait(deadline=deadline, token=token):
-                return supervisor.finish().code  # the helper ended on its own: its status
-            if token.is_set():
-                why = f"leader signalled ({_describe(token.marker)})"
-            else:
-                why = f"no marker within {args.timeout:g} s"
-            _say(args, f"{why}; stopping {command[0]} (pid {supervisor.pid}) with {signal_name(args.signal)}")
-            supervisor.stop(args.signal, args.grace, what=command[0])
-            stopped = supervisor.finish()
-    if not token.is_set():
-        return EXIT_TIMEOUT
-    return _follow_status(args.exit_code, token, stopped)
+        outcome = supervise(
+            command,
+            until=token,
+            timeout=args.timeout,
+            stop_signal=args.signal,
+            grace=args.grace,
+            reap_all=_reap_all(args),
+            say=lambda message: _say(args, message),
+        )
+    if outcome.why in (NOT_STARTED, EXITED):
+        assert outcome.child is not None
+        if outcome.why == NOT_STARTED:
+            _error(outcome.child.reason)
+        return outcome.child.code  # the helper ended on its own, or could not start: its status
+    if outcome.why == MARKER:
+        return _follow_status(args.exit_code, token.marker, outcome.child)
+    return EXIT_TIMEOUT
 
 
-def _follow_status(policy: str, token: ExitToken, stopped: ChildExit | None) -> int:
+def _follow_status(policy: str, marker: Marker | None, stopped: ChildExit | None) -> int:
     if policy == "leader":
-        marker = token.marker
         # A marker whose code cannot be read still means the leader ended, but not that it succeeded.
         return EXIT_ERROR if marker is None or marker.code is None else marker.code
     if policy == "child":
@@ -331,7 +331,8 @@ def _configure_lead(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
     sub.add_argument(
         "--signal-on",
-        choices=("always", "success"),
+        type=_signal_on,
+        metavar="{" + ",".join(SIGNAL_ON) + "}",
         default="always",
         help="write the marker always (default), or only when CMD succeeds (a leader that is restarted "
         "on failure, restartPolicy: OnFailure)",

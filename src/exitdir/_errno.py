@@ -21,12 +21,19 @@ if TYPE_CHECKING:
 FALLBACK_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.ENOSYS, errno.EPERM})
 
 
+def errno_text(err: int | None) -> str:
+    """``ENOSPC (No space left on device)``: an errno the way people look it up."""
+    if not err:
+        return "unknown error"
+    return f"{errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+
+
 class FallbackRequired(Exception):
     """The mechanism cannot be used here; the caller should move down its fallback chain."""
 
     def __init__(self, what: str, err: int) -> None:
         self.errno = err
-        super().__init__(f"{what}: {errno.errorcode.get(err, str(err))} ({os.strerror(err)})")
+        super().__init__(f"{what}: {errno_text(err)}")
 
 
 def fallback_or_raise(what: str, err: OSError) -> FallbackRequired:
@@ -47,4 +54,4 @@ def checked(what: str, call: Callable[[], int], get_errno: Callable[[], int]) ->
             continue
         if err in FALLBACK_ERRNOS:
             raise FallbackRequired(what, err)
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(err, f"{what}: {errno_text(err)}")

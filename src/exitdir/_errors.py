@@ -13,5 +13,5 @@ class ExitDirError(Exception):
     ...     exitdir.exit(300, directory="/tmp")
     ... except exitdir.ExitDirError as err:
     ...     print(err)
-    exit code 300 is out of range: use an integer from 0 to 255
+    exit code 300 is outside 0..255: use an integer from 0 to 255
     """

@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import os
 
-from ._config import DEFAULT_NAME, resolve_directory, validate_code, validate_name
+from ._config import DEFAULT_NAME, resolve_directory, validate_code, validate_name, validate_signal_on
 from ._errors import ExitDirError
+from ._linux import HAVE_PROC_FD, proc_fd_path
 from ._liveness import LeaderLock
-from ._marker import encode
+from ._log import warn_once
+from ._marker import encode, read_marker
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -33,7 +35,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 # Decided once: O_TMPFILE exists in this os module (Linux), and /proc is there for linkat to go through.
-_HAVE_TMPFILE = bool(getattr(os, "O_TMPFILE", 0)) and os.path.isdir("/proc/self/fd")
+_HAVE_TMPFILE = bool(getattr(os, "O_TMPFILE", 0)) and HAVE_PROC_FD
 
 
 def _publish_tmpfile(dir_fd: int, name: str, data: bytes) -> bool:
@@ -54,8 +56,7 @@ def _publish_tmpfile(dir_fd: int, name: str, data: bytes) -> bool:
         _write_all(fd, data)
         os.fchmod(fd, _MARKER_MODE)  # the umask must not hide the marker from other users
         try:
-            # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd needs no CAP_DAC_READ_SEARCH, unlike AT_EMPTY_PATH.
-            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+            os.link(proc_fd_path(fd), name, dst_dir_fd=dir_fd, follow_symlinks=True)
         except FileExistsError:
             return False
         except OSError as err:
@@ -178,41 +179,73 @@ def write_marker(
     return os.path.join(resolved, name)
 
 
-SIGNAL_ON = ("always", "success")
+class Leadership:
+    """One run of a leader, for both :class:`leader` and ``exitdir lead``: the one place that orders it.
 
+    ``begin()``: remove a marker of our name left by an earlier run (a restarted container, a rerun step;
+    left there, it would stop followers that start now), then take the liveness lock, so that a leader
+    killed outright still ends its followers. ``finish(code, reason)``: write the marker, *then* release
+    the lock; in the other order a follower could see the leader gone with no marker and report it as
+    crashed. With ``signal_on="success"`` a failure writes no marker, and the lock tells followers that
+    this leader may be restarted.
 
-def validate_signal_on(signal_on: str) -> str:
-    if signal_on not in SIGNAL_ON:
-        raise ExitDirError(f"signal_on={signal_on!r} is not one of {', '.join(SIGNAL_ON)}: pass one of them")
-    return signal_on
-
-
-def begin_leading(directory: str | None, name: str, *, restartable: bool = False) -> LeaderLock | None:
-    """Start a leader's run: remove its own marker left by an earlier run, then hold the liveness lock.
-
-    A marker of our name can only be from an earlier run of this leader (a restarted container, a rerun
-    step); left there, it would stop followers that start now. ``restartable`` tells followers that this
-    leader may fail without a marker and be restarted (``signal_on="success"``).
+    >>> import exitdir, tempfile
+    >>> run = Leadership(directory=tempfile.mkdtemp())
+    >>> run.begin()
+    >>> os.path.basename(run.finish(0, None))
+    'exitFile'
     """
-    if directory is None:
-        return None
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError:
-        return None  # the marker write at the end reports the problem with its fix
-    from ._log import warn_once
-    from ._marker import read_marker
 
-    if read_marker(directory, name) is not None:
+    def __init__(
+        self,
+        name: str = DEFAULT_NAME,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        signal_on: str = "always",
+    ) -> None:
+        self.name = validate_name(name)
+        self.signal_on = validate_signal_on(signal_on)
+        # Resolved now: `exitdir lead` reports a missing directory before it runs anything.
+        self.directory = resolve_directory(directory)
+        self._lock: LeaderLock | None = None
+
+    def writes_marker(self, code: int) -> bool:
+        """Whether :meth:`finish` with ``code`` writes a marker."""
+        return self.directory is not None and (code == 0 or self.signal_on == "always")
+
+    def begin(self) -> None:
+        directory = self.directory
+        if directory is None:
+            return
         try:
-            os.unlink(os.path.join(directory, name))
-            warn_once(
-                f"stale-own:{directory}/{name}", f"removed {name} left in {directory} by an earlier run"
-            )
+            os.makedirs(directory, exist_ok=True)
         except OSError:
-            pass
-    lock = LeaderLock(directory, name, restartable=restartable)
-    return lock if lock.held else None
+            return  # finish() reports the problem with its fix when it writes the marker
+        if read_marker(directory, self.name) is not None:
+            try:
+                os.unlink(os.path.join(directory, self.name))
+                warn_once(
+                    f"stale-own:{directory}/{self.name}",
+                    f"removed {self.name} left in {directory} by an earlier run",
+                )
+            except OSError:
+                pass
+        lock = LeaderLock(directory, self.name, restartable=self.signal_on == "success")
+        self._lock = lock if lock.held else None
+
+    def finish(self, code: int, reason: str | None) -> str | None:
+        """Write the marker (when :meth:`writes_marker`), then release the lock. The marker's path, or None.
+
+        Raises ExitDirError if the marker cannot be written; the lock is released all the same.
+        """
+        try:
+            if not self.writes_marker(code):
+                return None
+            return write_marker(code, reason=reason, name=self.name, directory=self.directory)
+        finally:
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.release()
 
 
 def outcome(exc: BaseException | None) -> tuple[int, str | None]:
@@ -265,22 +298,18 @@ class leader:
         self.name = validate_name(name)
         self.directory = directory
         self.signal_on = validate_signal_on(signal_on)
-        self._lock: LeaderLock | None = None
+        self._run: Leadership | None = None
 
     def _begin(self) -> None:
-        self._lock = begin_leading(
-            resolve_directory(self.directory), self.name, restartable=self.signal_on == "success"
-        )
+        # A new run each time: the directory is resolved when the block starts, not when the decorator
+        # was applied (EXIT_DIR may be set in between).
+        self._run = Leadership(self.name, directory=self.directory, signal_on=self.signal_on)
+        self._run.begin()
 
     def _finish(self, exc: BaseException | None) -> None:
-        try:
-            code, reason = outcome(exc)
-            if code == 0 or self.signal_on == "always":
-                write_marker(code, reason=reason, name=self.name, directory=self.directory)
-        finally:
-            if self._lock is not None:  # after the marker: followers must never see "gone, no marker"
-                self._lock.release()
-                self._lock = None
+        run, self._run = self._run, None
+        if run is not None:
+            run.finish(*outcome(exc))
 
     def __enter__(self) -> leader:
         self._begin()

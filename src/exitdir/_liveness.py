@@ -18,20 +18,10 @@ Byte ``slot(name)`` held: that leader is running. Byte ``slot(name) + 1`` held t
 from __future__ import annotations
 
 import os
-import struct
 
+from ._linux import HAVE_OFD_LOCKS, lock_shared, lock_table
 from ._log import debug_once
 
-try:
-    import fcntl
-
-    _SETLK: int | None = fcntl.F_OFD_SETLK  # Linux 3.15+
-except (ImportError, AttributeError):  # other platforms: no liveness, markers still work
-    _SETLK = None
-
-# struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid (+ padding).
-_FLOCK = struct.Struct("hhqqi4x")
-_F_RDLCK = 0
 _SLOTS = 1 << 30
 
 
@@ -52,15 +42,14 @@ class LeaderLock:
 
     def __init__(self, directory: str, name: str, *, restartable: bool = False) -> None:
         self._fd: int | None = None
-        if _SETLK is None:
+        if not HAVE_OFD_LOCKS:  # other platforms: no liveness, markers still work
             return
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return  # missing or unreadable: the marker write reports it when it matters
         try:
-            start = slot(name)
-            fcntl.fcntl(fd, _SETLK, _FLOCK.pack(_F_RDLCK, os.SEEK_SET, start, 2 if restartable else 1, 0))
+            lock_shared(fd, slot(name), 2 if restartable else 1)
         except OSError as err:
             os.close(fd)
             debug_once(f"lock:{directory}", f"no liveness lock on {directory}: {err.strerror}")
@@ -94,13 +83,12 @@ def held_offsets(directory: str) -> set[int] | None:
     re-arm on a recreated directory), while closing one after each look raises IN_CLOSE_NOWRITE, the very
     event that makes it look again. OFD locks are listed there whatever the reader's PID namespace.
     """
-    if _SETLK is None:
-        return None
     try:
         st = os.stat(directory)
-        with open("/proc/locks", "rb") as f:
-            table = f.read()
     except OSError:
+        return None
+    table = lock_table()
+    if table is None:
         return None
     # "1: OFDLCK ADVISORY  READ -1 fe:00:2146321 1000 1001": the device as the kernel's own major:minor.
     # Where stat reports another device than the superblock's (btrfs subvolumes) nothing matches, and
@@ -128,27 +116,3 @@ def leader_flags(held: set[int], name: str | None) -> tuple[bool, bool]:
 
 def running_leaders(held: set[int]) -> int:
     return sum(1 for offset in held if offset % 2 == 0)
-
-
-class LeaderState:
-    """What a follower has learnt about its leaders' locks: who was seen running, who may restart."""
-
-    def __init__(self, names: tuple[str, ...] | None) -> None:
-        self._keys: tuple[str | None, ...] = names if names is not None else (None,)  # None: any leader
-        self._seen: set[str | None] = set()
-        self._restartable: set[str | None] = set()
-
-    def vanished(self, held: set[int]) -> list[str | None]:
-        """Leaders seen running before whose lock is gone now, and who will not be restarted."""
-        gone = []
-        for key in self._keys:
-            running, restartable = leader_flags(held, key)
-            if running:
-                self._seen.add(key)
-                if restartable:
-                    self._restartable.add(key)
-                else:
-                    self._restartable.discard(key)
-            elif key in self._seen and key not in self._restartable:
-                gone.append(key)
-        return gone

@@ -14,6 +14,7 @@ import stat
 import time
 
 from ._config import is_marker_name
+from ._linux import boot_id as this_boot_id
 
 FORMAT_VERSION = 1
 # Markers are a few hundred bytes; reading more would let a hostile file cost us memory.
@@ -85,6 +86,20 @@ class Marker:
         return f"Marker({shown})"
 
 
+def describe(marker: Marker | None) -> str:
+    """One line for people: ``exitFile: code 3: 2 tests failed``.
+
+    >>> describe(Marker("exitFile", kind="exitdir", code=3, reason="2 tests failed"))
+    'exitFile: code 3: 2 tests failed'
+    """
+    if marker is None:
+        return "no marker"
+    code = "unknown code" if marker.code is None else f"code {marker.code}"
+    reason = f": {marker.reason}" if marker.reason else ""
+    problem = f" ({marker.problem})" if marker.problem else ""
+    return f"{marker.name}: {code}{reason}{problem}"
+
+
 _FIELD_ORDER = ("name", "kind", "code", "reason", "pid", "hostname", "time", "boot_id", "problem")
 
 
@@ -95,20 +110,6 @@ def utc_timestamp(now: float | None = None) -> str:
     whole = int(now)
     micros = int((now - whole) * 1_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
-
-
-_boot_id: list[str | None] = []
-
-
-def current_boot_id() -> str | None:
-    """The kernel's boot id, so followers can tell a marker written before a reboot. Read once."""
-    if not _boot_id:
-        try:
-            with open("/proc/sys/kernel/random/boot_id", "rb") as f:
-                _boot_id.append(f.read().strip().decode() or None)
-        except OSError:
-            _boot_id.append(None)
-    return _boot_id[0]
 
 
 def encode(code: int, reason: str | None, name: str) -> bytes:
@@ -123,7 +124,7 @@ def encode(code: int, reason: str | None, name: str) -> bytes:
         "pid": os.getpid(),
         "hostname": os.uname().nodename,
         "time": utc_timestamp(),
-        "boot_id": current_boot_id(),
+        "boot_id": this_boot_id(),
     }
     return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 

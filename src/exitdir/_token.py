@@ -1,4 +1,9 @@
-"""The follower's side: a thread-safe, level-triggered token that trips when a marker appears."""
+"""The follower's side: a thread-safe, level-triggered token that trips when a marker appears.
+
+:class:`ExitToken` keeps the latch, the waiting and the callbacks; what trips it is decided by
+:mod:`exitdir._rules`, and how the directory is watched by :mod:`exitdir._watch`. Every front-end waits on
+a token through one seam, :class:`Waiter`, which carries the waiting contract of ``_watch/_base.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,20 @@ import os
 import threading
 import time
 
-from ._config import DEFAULT_NAME, resolve_directory, validate_name, validate_timeout
-from ._errors import ExitDirError
-from ._liveness import LeaderState, held_offsets
+from ._clock import wait_seconds
+from ._config import (
+    REQUIRE_ALL,
+    check_watchable,
+    leader_names,
+    resolve_directory,
+    validate_require,
+    validate_timeout,
+)
+from ._linux import boot_id
+from ._liveness import held_offsets, leader_flags
 from ._log import warn_once
-from ._marker import KIND_VANISHED, VANISHED_REASON, Marker, current_boot_id, list_markers, read_marker
+from ._marker import Marker, list_markers, read_marker
+from ._rules import STALE, TRIP, TripRules
 from ._watch import open_watch
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -19,7 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from types import TracebackType
 
-    from ._watch._base import Watch
+    from ._rules import LockFlags
+    from ._watch._base import Plan, Watch
 
 
 class ExitToken:
@@ -50,29 +65,27 @@ class ExitToken:
         backend: str | None = None,
         poll_interval: float | None = None,
         names: tuple[str, ...] | None = None,
-        require: str = "all",
+        require: str = REQUIRE_ALL,
     ) -> None:
         self._directory = directory
-        self._names = names
-        self._require = require
-        self._markers: dict[str, Marker] = {}
-        self._leaders = LeaderState(names)
-        self._liveness_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._rules = TripRules(names, require, boot_id=boot_id())
         self._set = False
         self._closed = False
         self._marker: Marker | None = None
         self._callbacks: list[Callable[[], object]] = []
-        self._set_hooks: list[Callable[[], None]] = []
         self._callback_thread: threading.Thread | None = None
+        self._waiters: list[Waiter] = []  # blocked outside the token: told when it trips or re-plans
         self._closed_event = threading.Event()
         self._watch: Watch | None = None
         self._backend: str | None = None
+        self._plan_shape: tuple[int | None, bool] = (None, False)
         if directory is not None:
             # open_watch scans once the watch is in place, so this may trip before it returns.
             watch = open_watch(directory, self._on_change, backend=backend, poll_interval=poll_interval)
             self._backend = watch.backend
             self._watch = watch
+            self._plan_shape = _shape(watch.plan())
 
     @property
     def directory(self) -> str | None:
@@ -102,71 +115,34 @@ class ExitToken:
         >>> token.close()
         """
         with self._lock:
-            return dict(self._markers)
+            return dict(self._rules.counted)
 
     def _on_change(self, names: list[str] | None) -> None:
+        """The watch's delivery: ``names`` that may be new markers, or None to rescan (see OnChange)."""
         if self._set or self._closed:
             return
         directory = self._directory
         assert directory is not None
-        found: Iterable[Marker]
-        if names is None:
-            try:
-                found = list_markers(directory)
-            except (FileNotFoundError, NotADirectoryError):
-                warn_once(
-                    f"missing:{directory}",
-                    f"exit directory {directory} does not exist yet; waiting for it to appear",
-                )
+        for marker in _markers_in(directory, names):
+            with self._lock:
+                verdict = self._rules.consider(marker)
+            if verdict == TRIP:
+                self._trip(marker)
                 return
-            except OSError as err:
-                warn_once(
-                    f"unreadable:{directory}", f"cannot list exit directory {directory}: {err.strerror}"
-                )
+            if verdict == STALE:
+                _warn_stale(directory, marker)
+        flags = _lock_flags(directory, self._rules.leader_keys)
+        if flags is not None:  # a leader seen running that lost its lock without a marker has crashed
+            with self._lock:
+                vanished = self._rules.observe_locks(flags)
+            if vanished is not None:
+                self._trip(vanished)
                 return
-        else:
-            # Lazily: the first name is usually the marker that trips us, and the rest (such as the
-            # anonymous name O_TMPFILE's close reports) then cost no lstat on the way to the caller.
-            found = (m for m in (read_marker(directory, n) for n in names) if m is not None)
-        for marker in found:
-            if self._consider(marker):
-                return
-        self._check_leaders(directory)
-
-    def _consider(self, marker: Marker) -> bool:
-        """Record ``marker``; trip if it completes what this token waits for. True if tripped."""
-        boot_id = current_boot_id()
-        if marker.boot_id is not None and boot_id is not None and marker.boot_id != boot_id:
-            warn_once(
-                f"stale:{self._directory}/{marker.name}",
-                f"ignoring marker {marker.name} in {self._directory}: written before this machine last "
-                "booted (its boot_id differs); remove it, or let the leader replace it",
-            )
-            return False
-        if self._names is None:
-            self._trip(marker)
-            return True
-        if marker.name not in self._names:
-            return False
-        with self._lock:
-            self._markers[marker.name] = marker
-            complete = self._require == "any" or len(self._markers) == len(self._names)
-        if complete:
-            self._trip(marker)
-        return complete
-
-    def _check_leaders(self, directory: str) -> None:
-        """Trip if a leader seen running has lost its liveness lock without writing a marker."""
-        held = held_offsets(directory)
-        if held is None:
-            return
-        with self._liveness_lock:
-            vanished = self._leaders.vanished(held)
-        with self._lock:
-            vanished = [name for name in vanished if name not in self._markers]
-        if vanished:
-            name = vanished[0] or DEFAULT_NAME
-            self._trip(Marker(name, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON))
+        watch = self._watch
+        if names is None and watch is not None and _shape(watch.plan()) != self._plan_shape:
+            # A rescan follows every change of plan: wake the waiters still blocked on the old one.
+            self._plan_shape = _shape(watch.plan())
+            self._tell_waiters()
 
     def _trip(self, marker: Marker) -> None:
         with self._lock:
@@ -174,20 +150,19 @@ class ExitToken:
                 return
             self._marker = marker
             self._set = True
-            hooks = list(self._set_hooks)
-        for hook in hooks:
-            hook()
+        self._tell_waiters()
         # The watch is kept until close(): releasing it here would put syscalls between "event arrived"
-        # and "caller told". Threads asleep in a poll backend's timer are woken; inotify waiters are
-        # woken by the thread that dispatched the event.
+        # and "caller told". A timer-driven plan may trip outside the fd's reader, so threads asleep in
+        # its pump are woken; inotify waiters are woken by the thread that dispatched the event.
         watch = self._watch
-        if watch is not None and watch.poll_interval is not None:
+        if watch is not None and watch.plan()[1] is not None:
             watch.wake()
 
-    def _release_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.close()
+    def _tell_waiters(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for waiter in waiters:
+            waiter.wake()
 
     def is_set(self) -> bool:
         """Whether exit was requested. Never blocks; checks for new events each call.
@@ -213,17 +188,15 @@ class ExitToken:
         False
         """
         timeout = validate_timeout(timeout)
+        if self._set:
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._set and not self._closed:
+        waiter = Waiter(self)
+        while not waiter.done():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            watch = self._watch
-            if watch is None:
-                if not self._set:  # a token with no directory: only close() ends the wait
-                    self._closed_event.wait(remaining)
-            else:
-                watch.pump(remaining)
+            waiter.block(remaining)
         return self._set
 
     def add_callback(self, callback: Callable[[], object]) -> None:
@@ -263,22 +236,6 @@ class ExitToken:
 
                 logging.getLogger("exitdir").exception("exit callback %r raised", callback)
 
-    def _add_set_hook(self, hook: Callable[[], None]) -> Callable[[], None]:
-        """Internal: call ``hook()`` from whichever thread trips the token. Returns an undo function."""
-        with self._lock:
-            self._set_hooks.append(hook)
-
-        def remove() -> None:
-            with self._lock:
-                if hook in self._set_hooks:
-                    self._set_hooks.remove(hook)
-
-        return remove
-
-    def _watch_for_loop(self) -> Watch | None:
-        """Internal (asyncio front): the live watch, if any."""
-        return self._watch
-
     def close(self) -> None:
         """Stop watching and wake every waiter. Idempotent; the token keeps its state.
 
@@ -290,8 +247,11 @@ class ExitToken:
             if self._closed:
                 return
             self._closed = True
-        self._release_watch()
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
         self._closed_event.set()
+        self._tell_waiters()
 
     def __enter__(self) -> ExitToken:
         return self
@@ -306,25 +266,106 @@ class ExitToken:
         return f"<ExitToken {state} directory={self._directory!r} backend={self._backend!r}>"
 
 
-def check_watchable(directory: str) -> None:
-    """Raise ExitDirError if a follower can never watch ``directory``; a missing one is fine (waited for)."""
-    if os.path.islink(directory) and not os.path.exists(directory):
-        raise ExitDirError(
-            f"exit directory {directory} is a symlink to {os.readlink(directory)}, which does not exist: "
-            "point EXIT_DIR at the real directory"
+def _markers_in(directory: str, names: list[str] | None) -> Iterable[Marker]:
+    """The markers among ``names`` in ``directory``, or all of them for None (a rescan)."""
+    if names is not None:
+        # Lazily: the first name is usually the marker that trips us, and the rest (such as the anonymous
+        # name O_TMPFILE's close reports) then cost no lstat on the way to the caller.
+        return (m for m in (read_marker(directory, n) for n in names) if m is not None)
+    try:
+        return list_markers(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        warn_once(
+            f"missing:{directory}", f"exit directory {directory} does not exist yet; waiting for it to appear"
         )
-    if not os.path.exists(directory):
-        return
-    if not os.path.isdir(directory):
-        raise ExitDirError(
-            f"exit directory {directory} is not a directory: point EXIT_DIR (or --dir) at the directory "
-            "the leader writes its marker into"
-        )
-    if not os.access(directory, os.R_OK | os.X_OK):
-        raise ExitDirError(
-            f"cannot read exit directory {directory}: permission denied; a follower needs read and "
-            f"search access (uid {os.getuid()}); make it readable, for example with fsGroup"
-        )
+    except OSError as err:
+        warn_once(f"unreadable:{directory}", f"cannot list exit directory {directory}: {err.strerror}")
+    return ()
+
+
+def _warn_stale(directory: str, marker: Marker) -> None:
+    warn_once(
+        f"stale:{directory}/{marker.name}",
+        f"ignoring marker {marker.name} in {directory}: written before this machine last booted (its "
+        "boot_id differs); remove it, or let the leader replace it",
+    )
+
+
+def _lock_flags(directory: str, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
+    """Each leader's (running, restartable), from the locks held on ``directory``; None if unknowable."""
+    held = held_offsets(directory)
+    if held is None:
+        return None
+    return {key: leader_flags(held, key) for key in keys}
+
+
+def _shape(plan: Plan) -> tuple[int | None, bool]:
+    """What about a plan a blocked waiter must learn of: its fd, and whether it has a timer at all."""
+    return plan[0], plan[1] is not None
+
+
+class Waiter:
+    """The one way to wait on an :class:`ExitToken`: its own :meth:`~ExitToken.wait`, the asyncio driver
+    and the supervisor all wait through this seam, so they all keep the same contract.
+
+    The contract (the watch's, in ``_watch/_base.py``, as the token presents it)::
+
+        waiter = Waiter(token, wake)    # wake(): called from any thread when the token trips,
+                                        # closes or changes its plan, while this waiter is open
+        while not waiter.done():
+            fd, timeout = waiter.plan() # re-read before *every* block: it changes mid-wait
+            <block until fd is readable (None: no fd), at most timeout seconds (None: no limit),
+             or until wake() is called>
+            waiter.deliver()            # never blocks
+        waiter.close()
+
+    A thread that can block inside the token calls ``waiter.block(timeout)`` in place of the three lines
+    of the loop's body; it needs no ``wake``, since the token wakes threads blocked inside it.
+    """
+
+    def __init__(self, token: ExitToken, wake: Callable[[], None] | None = None) -> None:
+        self._token = token
+        self._wake = wake
+        if wake is not None:
+            with token._lock:
+                token._waiters.append(self)
+
+    def done(self) -> bool:
+        """True once the token has tripped or been closed: there is nothing left to wait for."""
+        return self._token._set or self._token._closed
+
+    def plan(self) -> Plan:
+        """``(fd, timeout)`` to block on now (see the contract)."""
+        watch = self._token._watch
+        if watch is None or self.done():
+            return None, None
+        return watch.plan()
+
+    def deliver(self) -> bool:
+        """Deliver whatever is pending without blocking; whether the token has tripped."""
+        return self._token.is_set()
+
+    def block(self, timeout: float | None) -> None:
+        """Block in this thread as the plan says, for at most ``timeout`` seconds, then deliver."""
+        token = self._token
+        watch = token._watch
+        if watch is None:
+            if not token._set:  # a token with no directory: only close() ends the wait
+                token._closed_event.wait(wait_seconds(timeout))
+            return
+        _, due = watch.plan()
+        watch.pump(due if timeout is None else timeout if due is None else min(timeout, due))
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake()
+
+    def close(self) -> None:
+        """Stop being told. Idempotent."""
+        token = self._token
+        with token._lock:
+            if self in token._waiters:
+                token._waiters.remove(self)
 
 
 def aware(
@@ -333,7 +374,7 @@ def aware(
     backend: str | None = None,
     poll_interval: float | None = None,
     names: Iterable[str] | None = None,
-    require: str = "all",
+    require: str = REQUIRE_ALL,
 ) -> ExitToken:
     """Watch the exit directory (``directory``, else ``$EXIT_DIR``) and return a token that trips on a marker.
 
@@ -358,22 +399,9 @@ def aware(
     True
     >>> token.close()
     """
-    leaders = leader_names(names, require)
+    leaders = leader_names(names)
+    validate_require(require)
     resolved = resolve_directory(directory)
     if resolved is not None:
         check_watchable(resolved)
     return ExitToken(resolved, backend=backend, poll_interval=poll_interval, names=leaders, require=require)
-
-
-def leader_names(names: Iterable[str] | None, require: str) -> tuple[str, ...] | None:
-    """Validated ``names`` for :func:`aware` (None: any marker ends the wait, as in Go)."""
-    if require not in ("all", "any"):
-        raise ExitDirError(f"require={require!r} is not one of 'all', 'any': pass require='all' or 'any'")
-    if names is None:
-        return None
-    if isinstance(names, str):
-        raise ExitDirError(f"names={names!r} is a string: pass a list of leader names, e.g. [{names!r}]")
-    leaders = tuple(dict.fromkeys(validate_name(name) for name in names))
-    if not leaders:
-        raise ExitDirError("names is empty: pass at least one leader name, or None for any marker")
-    return leaders

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
+from .._config import validate_interval
 from .._errno import FallbackRequired
 from .._errors import ExitDirError
+from .._linux import filesystem_type
 from .._log import debug_once
 from ._poll import PollWatch
 
@@ -45,27 +47,11 @@ BLIND_FILESYSTEMS = {
 }
 
 
-def _filesystem_type(path: str) -> int | None:
-    """statfs(2) f_type of the nearest existing ancestor of ``path`` (None if it cannot be read)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
-    while True:
-        if libc.statfs(os.fsencode(path), buf) == 0:
-            # f_type is the first field, a long on every Linux ABI.
-            return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None
-        path = parent
-
-
 def poll_reason(directory: str) -> str | None:
     """Why automatic choice must poll ``directory``, or None if inotify can be trusted there."""
     if not sys.platform.startswith("linux"):
         return f"no inotify on {sys.platform}"
-    fs_type = _filesystem_type(directory)
+    fs_type = filesystem_type(directory)
     if fs_type in BLIND_FILESYSTEMS:
         return f"{directory} is on {BLIND_FILESYSTEMS[fs_type]}, where inotify misses other clients' writes"
     return None
@@ -80,19 +66,10 @@ def configured_backend(backend: str | None) -> str:
 
 
 def configured_interval(poll_interval: float | None) -> float:
-    if poll_interval is None:
-        text = os.environ.get(ENV_POLL_INTERVAL, "")
-        if not text:
-            return DEFAULT_POLL_INTERVAL
-        try:
-            poll_interval = float(text)
-        except ValueError:
-            raise ExitDirError(
-                f"{ENV_POLL_INTERVAL}={text!r} is not a number: give seconds, for example 0.2"
-            ) from None
-    if not 0 < poll_interval < float("inf"):
-        raise ExitDirError(f"poll interval {poll_interval!r} is invalid: give seconds > 0, for example 0.2")
-    return float(poll_interval)
+    if poll_interval is not None:
+        return validate_interval(poll_interval, "poll interval")
+    text = os.environ.get(ENV_POLL_INTERVAL, "")
+    return validate_interval(text, f"{ENV_POLL_INTERVAL}=") if text else DEFAULT_POLL_INTERVAL
 
 
 def _polling(directory: str, on_change: OnChange, interval: float, why: str, *, trusted: bool) -> PollWatch:
@@ -117,8 +94,7 @@ def open_watch(
         from ._inotify import InotifyWatch
 
         watch = InotifyWatch(directory, on_change, retry_interval=interval)
-    except (FallbackRequired, ImportError, AttributeError) as err:
-        # AttributeError: a libc without inotify symbols (not Linux, or a very odd one).
+    except (FallbackRequired, ImportError) as err:
         if choice == "inotify":
             raise ExitDirError(
                 f"inotify was requested but cannot watch {directory}: {err}; "

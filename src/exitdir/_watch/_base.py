@@ -1,4 +1,30 @@
-"""What every watch backend provides to the token (imported for type checking only)."""
+"""What every watch backend provides to the token, and the waiting contract (types only at run time).
+
+The waiting contract
+--------------------
+A watch does not decide how its waiters block; it tells them, and it may change its mind. Every waiter
+(``ExitToken.wait()`` in any thread, the asyncio driver, the supervisor's ``poll()``) runs this loop, and
+re-reads the plan before *every* block::
+
+    while not tripped:
+        fd, timeout = watch.plan()
+        block until `fd` is readable (None: no fd), at most `timeout` seconds (None: no limit),
+              or until the waiter's own events (a signal, close(), a cancelled task) wake it
+        watch.pump(0)        # deliver what is pending; never blocks
+
+- ``plan()`` never blocks, never raises and is cheap: it is called before every block.
+- ``timeout`` is the seconds until the watch must be pumped again whatever its fd says: a poll backend's
+  next scan, a broken inotify watch's next retry. It is never negative; 0 means "pump now".
+- ``(None, None)``: nothing the watch does can end the wait; only the waiter's own events can.
+- The plan changes only inside a delivery: an inotify watch lost mid-wait (the directory replaced while
+  the watch limit is reached, or recreated unreadable for a moment) turns into timer polling, and back
+  into events once the watch can be set again. Each change is followed by ``on_change(None)``, so the
+  watch's owner (the token) can wake every waiter blocked on the old plan in another thread or loop.
+  A waiter that blocked on a plan read once and never again is the bug this contract exists to rule out.
+- ``pump(timeout)`` with a timeout is the same loop body for a thread that blocks *inside* the watch:
+  it blocks on the watch's own fd for at most ``timeout`` seconds (the caller has already capped that at
+  the plan's timeout), then delivers. ``wake()`` makes every thread blocked inside ``pump`` return.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +34,28 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     # Called with names that may be new markers, or None when the whole directory must be rescanned (the
-    # watch was just set up, the directory was replaced, the event queue overflowed, a poll is due), or an
-    # empty list when nothing new appeared but a process closed the directory (a leader may have died).
+    # watch was just set up, the directory was replaced, the event queue overflowed, a poll is due, the
+    # plan changed), or an empty list when nothing new appeared but a process closed the directory (a
+    # leader may have died).
     OnChange = Callable[[list[str] | None], None]
+
+    # (fd, timeout): what a waiter blocks on before its next pump(0). See the contract above.
+    Plan = tuple[int | None, float | None]
 
 
 class Watch(Protocol):
     """One follower's watch on one exit directory."""
 
     backend: str
-    # Seconds between scans for backends that poll, None for event-driven ones.
-    poll_interval: float | None
 
-    def fileno(self) -> int | None:
-        """A file descriptor that becomes readable when events may be pending (for asyncio), or None."""
+    def plan(self) -> Plan:
+        """What to block on before the next ``pump(0)``: re-read before every block (the contract)."""
 
     def pump(self, timeout: float | None) -> None:
-        """Deliver pending changes, blocking up to ``timeout`` seconds (None: until something happens)."""
+        """Block on the watch's fd for at most ``timeout`` seconds (None: no limit), then deliver."""
 
     def wake(self) -> None:
         """Make every thread blocked in :meth:`pump` return soon."""
 
     def close(self) -> None:
-        """Stop watching. Idempotent."""
+        """Stop watching and wake every thread blocked in :meth:`pump`. Idempotent."""

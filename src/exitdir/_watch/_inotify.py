@@ -11,20 +11,21 @@ watch and the others sleep on a condition until it is done.
 
 from __future__ import annotations
 
-import ctypes
-import math
 import os
 import select
 import struct
 import threading
+import time
 
-from .._errno import FallbackRequired, checked, fallback_or_raise
+from .._clock import poll_ms, wait_seconds
+from .._errno import FallbackRequired, errno_text, fallback_or_raise
+from .._linux import Inotify
 from .._log import warn_once
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._base import OnChange
+    from ._base import OnChange, Plan
 
 IN_CLOSE_WRITE = 0x00000008
 IN_CLOSE_NOWRITE = 0x00000010
@@ -54,19 +55,14 @@ class _Hub:
     """The process's inotify instance and the watches registered on it."""
 
     def __init__(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        init1, self._add, self._rm = libc.inotify_init1, libc.inotify_add_watch, libc.inotify_rm_watch
-        init1.argtypes, init1.restype = [ctypes.c_int], ctypes.c_int
-        self._add.argtypes, self._add.restype = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32], ctypes.c_int
-        self._rm.argtypes, self._rm.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        flags = os.O_CLOEXEC | os.O_NONBLOCK  # IN_CLOEXEC, IN_NONBLOCK
-        self.fd = checked("inotify_init1", lambda: init1(flags), ctypes.get_errno)
+        self._inotify = Inotify()
+        self.fd = self._inotify.fd
         self.pid = os.getpid()
         # A self-pipe so close() can wake a thread blocked in poll() on a watch that another token shares.
         try:
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as err:
-            os.close(self.fd)  # slow (~10 ms), but this is the failure path
+            self._inotify.close()
             raise fallback_or_raise("pipe2", err) from None
         self._poller = select.poll()
         self._poller.register(self.fd, select.POLLIN)
@@ -77,13 +73,8 @@ class _Hub:
         self._watches: dict[int, list[InotifyWatch]] = {}
 
     def add(self, path: str, watch: InotifyWatch) -> int:
-        encoded = os.fsencode(path)
         with self._lock:
-            wd = checked(
-                f"inotify_add_watch({path})",
-                lambda: self._add(self.fd, encoded, WATCH_MASK),
-                ctypes.get_errno,
-            )
+            wd = self._inotify.add_watch(path, WATCH_MASK)
             self._watches.setdefault(wd, []).append(watch)
             return wd
 
@@ -96,8 +87,7 @@ class _Hub:
             if watches:
                 return  # another token still watches this inode
             del self._watches[wd]
-            # EINVAL: the kernel already dropped it (directory deleted); nothing to undo.
-            self._rm(self.fd, wd)
+            self._inotify.rm_watch(wd)
 
     def wake(self) -> None:
         try:
@@ -111,15 +101,13 @@ class _Hub:
         with self._lock:
             if self._reading:
                 # Another thread is reading; it dispatches to our watches too. Wait until it is done.
-                self._done_reading.wait(timeout)
+                self._done_reading.wait(wait_seconds(timeout))
                 return
             self._reading = True
         try:
-            # poll() takes milliseconds; round up so a short timeout never turns into a busy loop.
-            ms = -1 if timeout is None else math.ceil(timeout * 1000)
             # PEP 475: retried on EINTR with the remaining time. Only the fds it reports are read, so the
             # hot path raises no BlockingIOError; level-triggered poll reports leftovers next time.
-            for fd, _ in self._poller.poll(ms):
+            for fd, _ in self._poller.poll(poll_ms(timeout)):
                 if fd == self.fd:
                     self._read_events()
                 else:
@@ -191,10 +179,15 @@ def process_hub() -> _Hub:
 
 
 class InotifyWatch:
-    """Watch one directory; while it does not exist, watch its nearest existing ancestor."""
+    """Watch one directory; while it does not exist, watch its nearest existing ancestor.
+
+    Its plan is the shared inotify fd and no timer, except while the watch is *broken*: lost mid-wait and
+    refused again (the watch limit reached, the directory recreated unreadable). Then the plan adds a timer
+    of ``retry_interval``: each pump that is due retries the watch and rescans, so the follower polls
+    until the watch can be set again, and never hangs.
+    """
 
     backend = "inotify"
-    poll_interval: float | None = None
 
     def __init__(self, directory: str, on_change: OnChange, *, retry_interval: float) -> None:
         self._hub = process_hub()
@@ -203,13 +196,16 @@ class InotifyWatch:
         self._retry_interval = retry_interval
         self._lock = threading.RLock()
         self._closed = False
-        self._broken = False
+        self._retry_at: float | None = None  # monotonic time of the next retry while broken
         self.wd = -1
         self.watching_target = False
         self._arm(initial=True)
 
-    def fileno(self) -> int | None:
-        return self._hub.fd
+    def plan(self) -> Plan:
+        retry_at = self._retry_at
+        if retry_at is None:
+            return self._hub.fd, None
+        return self._hub.fd, max(0.0, retry_at - time.monotonic())
 
     def _arm(self, *, initial: bool = False) -> None:
         """Watch the directory (or the closest ancestor that exists), then ask for a rescan.
@@ -232,24 +228,25 @@ class InotifyWatch:
                     if parent == path:
                         raise
                     path = parent
-                except (FallbackRequired, OSError):
+                except (FallbackRequired, OSError) as err:
                     if initial:
                         raise
-                    # Mid-wait (watch limit reached, permission changed): keep going by rescanning on a
-                    # timer and retrying the watch, rather than hanging.
-                    self._broken = True
-                    self.poll_interval = self._retry_interval
-                    warn_once(
-                        f"inotify-broken:{self._directory}",
-                        f"cannot re-watch {self._directory} with inotify; polling it every "
-                        f"{self._retry_interval} s instead",
-                    )
+                    self._break(err)
                     break
             if self.wd != -1:
-                self._broken = False
-                self.poll_interval = None
+                self._retry_at = None
             self.watching_target = path == self._directory
         self._on_change(None)
+
+    def _break(self, err: OSError | FallbackRequired) -> None:
+        # Mid-wait (watch limit reached, permission changed): poll on a timer and retry the watch, rather
+        # than hang. The change of plan reaches waiters through the rescan that follows.
+        self._retry_at = time.monotonic() + self._retry_interval
+        warn_once(
+            f"inotify-broken:{self._directory}",
+            f"cannot re-watch {self._directory} with inotify: {errno_text(err.errno)}; polling it every "
+            f"{self._retry_interval:g} s until it can be watched again",
+        )
 
     def deliver(self, wd: int, names: list[str], rearm: bool, closed: bool) -> None:
         if wd != self.wd or self._closed:
@@ -262,12 +259,10 @@ class InotifyWatch:
     def pump(self, timeout: float | None) -> None:
         if self._closed:
             return
-        if self._broken:
-            timeout = self._retry_interval if timeout is None else min(timeout, self._retry_interval)
-            self._hub.pump(timeout)
-            self._arm()
-            return
         self._hub.pump(timeout)
+        retry_at = self._retry_at
+        if retry_at is not None and time.monotonic() >= retry_at:
+            self._arm()
 
     def wake(self) -> None:
         self._hub.wake()

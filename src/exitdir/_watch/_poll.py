@@ -10,10 +10,12 @@ import os
 import threading
 import time
 
+from .._clock import wait_seconds
+
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._base import OnChange
+    from ._base import OnChange, Plan
 
 
 # Filesystem timestamps can be coarse (a jiffy on ext4, 2 s on FAT): a directory modified less than this
@@ -22,12 +24,13 @@ _TIMESTAMP_MARGIN = 2.0
 
 
 class PollWatch:
+    """Its plan: no fd, and a timer that runs out when the next scan is due."""
+
     backend = "poll"
 
     def __init__(
         self, directory: str, on_change: OnChange, *, interval: float, list_when_changed: bool
     ) -> None:
-        self.poll_interval: float | None = interval
         self._interval = interval
         self._on_change = on_change
         self._directory = directory
@@ -37,13 +40,16 @@ class PollWatch:
         self._list_when_changed = list_when_changed
         self._last_seen: tuple[int, ...] | None = None
         self._settling = True
-        self._closed = threading.Event()
+        self._closed = False
+        self._wake = threading.Event()  # set by wake() and close(): every sleeping pump returns
         self._scan_lock = threading.Lock()
         self._next_scan = 0.0
         self._scan()
 
-    def fileno(self) -> int | None:
-        return None
+    def plan(self) -> Plan:
+        if self._closed:
+            return None, None
+        return None, max(0.0, self._next_scan - time.monotonic())
 
     def _scan(self) -> None:
         with self._scan_lock:
@@ -66,19 +72,15 @@ class PollWatch:
 
     def pump(self, timeout: float | None) -> None:
         # Scan only when due, so a caller spinning on is_set() costs a clock read, not a directory listing.
-        until_due = self._next_scan - time.monotonic()
-        if until_due > 0:
-            if timeout is not None and timeout < until_due:
-                if timeout > 0:
-                    self._closed.wait(timeout)
-                return
-            if self._closed.wait(until_due):
-                return
-        if not self._closed.is_set():
+        if timeout is None or timeout > 0:
+            self._wake.wait(wait_seconds(timeout))
+        if not self._closed and time.monotonic() >= self._next_scan:
             self._scan()
 
     def wake(self) -> None:
-        self._closed.set()
+        # Only ever called once the token has tripped or closed, when no pump needs to sleep again.
+        self._wake.set()
 
     def close(self) -> None:
-        self._closed.set()
+        self._closed = True
+        self._wake.set()

@@ -1,0 +1,103 @@
+"""What trips a follower: pure rules, no I/O, no clock, no threads.
+
+The token feeds :class:`TripRules` what it observes (each marker it reads, and which leaders hold their
+liveness locks) and trips when the answer says so. Keeping the rules apart from the waiting lets
+``tests/test_rules.py`` check them with hypothesis against a reference model written independently.
+
+The rules, in order:
+
+1. **Stale**: a marker whose ``boot_id`` differs from this machine's was written before the last boot
+   (an ``emptyDir`` that survived a node reboot, kubernetes#53423); it is ignored. A marker without a
+   boot id (Go's empty ``exitFile``, ``touch``) is never stale.
+2. **Which markers count**: with no names, any marker trips (Go parity). With names, only those leaders'
+   markers count: ``require="any"`` trips on the first, ``"all"`` once every named leader has one.
+3. **Vanished leaders**: a leader seen holding its liveness lock, not marked restartable at the last
+   sighting, whose lock is then gone while it has no counted marker, has crashed: that trips too, with a
+   marker of kind ``"vanished"``.
+
+>>> rules = TripRules(("db", "api"), "all", boot_id="b1")
+>>> rules.consider(Marker("db", kind="empty", code=0))
+'counted'
+>>> rules.consider(Marker("api", kind="exitdir", code=0, boot_id="b0"))
+'stale'
+>>> rules.consider(Marker("api", kind="exitdir", code=0, boot_id="b1"))
+'trip'
+"""
+
+from __future__ import annotations
+
+from ._config import DEFAULT_NAME, REQUIRE_ANY
+from ._marker import KIND_VANISHED, VANISHED_REASON, Marker
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+# What consider() answers.
+TRIP = "trip"  # this marker trips the follower
+COUNTED = "counted"  # a named leader's marker, recorded; others are still awaited (require="all")
+STALE = "stale"  # written before this machine last booted: ignored
+NOT_NAMED = "not named"  # a marker of a leader nobody asked about: ignored
+
+# A leader's liveness, as its lock shows it: (running, restartable).
+LockFlags = tuple[bool, bool]
+
+
+def is_stale(marker: Marker, boot_id: str | None) -> bool:
+    """Whether ``marker`` was written before the machine with ``boot_id`` last booted.
+
+    >>> is_stale(Marker("exitFile", kind="empty", code=0), "b1")
+    False
+    """
+    return marker.boot_id is not None and boot_id is not None and marker.boot_id != boot_id
+
+
+class TripRules:
+    """The state of one follower's rules: which named markers were counted, which leaders were seen."""
+
+    def __init__(self, names: tuple[str, ...] | None, require: str, *, boot_id: str | None) -> None:
+        self.names = names
+        self.require = require
+        self.boot_id = boot_id
+        self.counted: dict[str, Marker] = {}
+        # Leaders whose locks are watched; None stands for "any leader" when no names were given.
+        self.leader_keys: tuple[str | None, ...] = names if names is not None else (None,)
+        self._seen: set[str | None] = set()
+        self._restartable: set[str | None] = set()
+
+    def consider(self, marker: Marker) -> str:
+        """What ``marker`` means: TRIP, COUNTED, STALE or NOT_NAMED."""
+        if is_stale(marker, self.boot_id):
+            return STALE
+        if self.names is None:
+            return TRIP
+        if marker.name not in self.names:
+            return NOT_NAMED
+        self.counted[marker.name] = marker
+        if self.require == REQUIRE_ANY or len(self.counted) == len(self.names):
+            return TRIP
+        return COUNTED
+
+    def observe_locks(self, flags: Mapping[str | None, LockFlags]) -> Marker | None:
+        """Record each leader's lock; the ``vanished`` marker to trip with if a leader crashed, else None.
+
+        ``flags`` has an entry for every key of :attr:`leader_keys`.
+        """
+        vanished = None
+        for key in self.leader_keys:
+            running, restartable = flags[key]
+            if running:
+                self._seen.add(key)
+                if restartable:
+                    self._restartable.add(key)
+                else:
+                    self._restartable.discard(key)
+            elif (
+                vanished is None
+                and key in self._seen
+                and key not in self._restartable
+                and key not in self.counted
+            ):
+                vanished = Marker(key or DEFAULT_NAME, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON)
+        return vanished
