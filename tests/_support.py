@@ -26,13 +26,21 @@ EXITDIR = [sys.executable, "-m", "exitdir"]
 class Child:
     """A real subprocess whose stdout is read line by line against a deadline, never with a sleep."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, **kwargs: object) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        *,
+        merge_stderr: bool = False,
+        **kwargs: object,
+    ) -> None:
+        """``merge_stderr``: read stderr as lines of stdout too (a warning can then be a handshake)."""
         self.args = list(args)
         self.proc = subprocess.Popen(  # type: ignore[call-overload]
             self.args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
             env=env,
             **kwargs,
         )
@@ -65,6 +73,16 @@ class Child:
         self.lines.append(text)
         return text
 
+    def read_until(self, fragment: str, timeout: float = GENEROUS) -> str:
+        """Read lines until one contains ``fragment``; return it. Fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.readline(max(0.0, deadline - time.monotonic()))
+            if fragment in line:
+                return line
+            if line == "" and self.proc.poll() is not None:
+                pytest.fail(f"{self.args} ended before saying {fragment!r}; it said {self.lines}")
+
     def expect(self, expected: str, timeout: float = GENEROUS) -> None:
         line = self.readline(timeout)
         assert line == expected, f"expected {expected!r} from {self.args}, got {line!r}"
@@ -78,7 +96,7 @@ class Child:
     def rest(self, timeout: float = GENEROUS) -> tuple[str, str]:
         """Wait for exit and return the remaining stdout and all of stderr."""
         out, err = self.proc.communicate(timeout=timeout)
-        return (self._buffer + out).decode(), err.decode()
+        return (self._buffer + out).decode(), (err or b"").decode()
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)

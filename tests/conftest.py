@@ -23,7 +23,7 @@ def spawn() -> Iterator[type[Child]]:
 
     class Tracked(Child):
         def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, **kwargs: object) -> None:
-            super().__init__(args, env, **kwargs)
+            super().__init__(args, env, **kwargs)  # type: ignore[arg-type]
             started.append(self)
 
     yield Tracked
