@@ -194,11 +194,11 @@ def _cmd_lead(args: argparse.Namespace) -> int:
 
     command = _command(args)
     run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on)
-    if run.directory is None:
-        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): followers will not be told")
     # The liveness lock is held from here until the marker is written: if this wrapper is killed
     # outright, followers see it go.
     run.begin()
+    if run.directory is None:
+        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): followers will not be told")
     try:
         outcome = supervise(command, reap_all=_reap_all(args), say=lambda message: _say(args, message))
     except BaseException:

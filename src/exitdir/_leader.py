@@ -205,8 +205,8 @@ class Leadership:
     ) -> None:
         self.name = validate_name(name)
         self.signal_on = validate_signal_on(signal_on)
-        # Resolved now: `exitdir lead` reports a missing directory before it runs anything.
-        self.directory = resolve_directory(directory)
+        self._given = directory
+        self.directory: str | None = None  # the absolute exit directory, once begin() has resolved it
         self._lock: LeaderLock | None = None
 
     def writes_marker(self, code: int) -> bool:
@@ -214,7 +214,9 @@ class Leadership:
         return self.directory is not None and (code == 0 or self.signal_on == "always")
 
     def begin(self) -> None:
-        directory = self.directory
+        """Resolve the directory (now: ``$EXIT_DIR`` may be set after a decorator was applied), remove our
+        own stale marker, take the liveness lock."""
+        self.directory = directory = resolve_directory(self._given)
         if directory is None:
             return
         try:
@@ -295,21 +297,13 @@ class leader:
         directory: str | os.PathLike[str] | None = None,
         signal_on: str = "always",
     ) -> None:
-        self.name = validate_name(name)
-        self.directory = directory
-        self.signal_on = validate_signal_on(signal_on)
-        self._run: Leadership | None = None
+        self._run = Leadership(name, directory=directory, signal_on=signal_on)  # validates them now
 
     def _begin(self) -> None:
-        # A new run each time: the directory is resolved when the block starts, not when the decorator
-        # was applied (EXIT_DIR may be set in between).
-        self._run = Leadership(self.name, directory=self.directory, signal_on=self.signal_on)
         self._run.begin()
 
     def _finish(self, exc: BaseException | None) -> None:
-        run, self._run = self._run, None
-        if run is not None:
-            run.finish(*outcome(exc))
+        self._run.finish(*outcome(exc))
 
     def __enter__(self) -> leader:
         self._begin()
