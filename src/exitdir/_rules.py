@@ -97,6 +97,7 @@ class TripRules:
                 vanished is None
                 and key in self._seen
                 and key not in self._restartable
+                and key not in self.counted
             ):
                 vanished = Marker(key or DEFAULT_NAME, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON)
         return vanished
