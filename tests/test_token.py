@@ -7,6 +7,8 @@ import os
 import shutil
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -341,3 +343,47 @@ def test_follower_in_a_child_with_env_only(exit_dir: Path, spawn: type[Child]) -
     exitdir.exit(directory=exit_dir)
     follower.expect("True")
     assert follower.wait() == 0
+
+
+@pytest.mark.parametrize("change", ["trip", "close"])
+def test_a_thread_about_to_block_sees_a_change_made_just_before(
+    change: str, exit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Thread B has looked (not tripped) and is about to block in the shared inotify hub; it is held at the
+    # hub's door (an Event: a stand-in for being preempted there). Thread A then trips or closes the token
+    # and drains the queue. B must not block on the emptied fd until its timeout.
+    from exitdir._watch import _inotify
+
+    hub = _inotify.process_hub()
+    real_pump = type(hub).pump
+    at_door, go = threading.Event(), threading.Event()
+
+    def held(self: object, timeout: float | None, stop: Callable[[], bool]) -> None:
+        if threading.current_thread().name == "B":
+            at_door.set()
+            go.wait(GENEROUS)
+        real_pump(hub, timeout, stop)
+
+    monkeypatch.setattr(type(hub), "pump", held)
+    token = exitdir.aware(exit_dir, backend="inotify")
+    returned: dict[str, float] = {}
+
+    def b() -> None:
+        token.wait(GENEROUS)
+        returned["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=b, name="B")
+    waiter.start()
+    assert at_door.wait(GENEROUS)
+    if change == "trip":
+        exitdir.exit(directory=exit_dir)
+        assert token.is_set()
+    else:
+        token.close()
+    real_pump(hub, 0, lambda: False)  # what another reader would do: nothing is left for B to read
+    released = time.monotonic()
+    go.set()
+    waiter.join(GENEROUS)
+    assert not waiter.is_alive()
+    assert returned["at"] - released < 5.0  # a missed wake-up waits out GENEROUS (20 s)
+    token.close()

@@ -61,6 +61,8 @@ class _LoopWaiter:
         loop.call_soon(self.refresh)
 
     def _wake(self) -> None:
+        if self._closed:
+            return
         # From the loop's own thread (another token's dispatch) no self-pipe write is needed.
         if threading.get_ident() == self._thread:
             self._loop.call_soon(self.refresh)

@@ -142,7 +142,7 @@ class ExitToken:
         if names is None and watch is not None and _shape(watch.plan()) != self._plan_shape:
             # A rescan follows every change of plan: wake the waiters still blocked on the old one.
             self._plan_shape = _shape(watch.plan())
-            self._tell_waiters()
+            self._tell_waiters(watch)
 
     def _trip(self, marker: Marker) -> None:
         with self._lock:
@@ -150,19 +150,19 @@ class ExitToken:
                 return
             self._marker = marker
             self._set = True
-        self._tell_waiters()
         # The watch is kept until close(): releasing it here would put syscalls between "event arrived"
-        # and "caller told". A timer-driven plan may trip outside the fd's reader, so threads asleep in
-        # its pump are woken; inotify waiters are woken by the thread that dispatched the event.
-        watch = self._watch
-        if watch is not None and watch.plan()[1] is not None:
-            watch.wake()
+        # and "caller told". Waking costs no syscall when this thread is the only one reading.
+        self._tell_waiters(self._watch)
 
-    def _tell_waiters(self) -> None:
+    def _tell_waiters(self, watch: Watch | None) -> None:
+        """After a trip, a close or a new plan: wake threads blocked in the watch, and every Waiter."""
+        if watch is not None:
+            watch.wake()
+        # Under the lock: once Waiter.close() has returned, its wake-up is never called again (its pipe
+        # or loop may be gone). The wake-ups only schedule or write; they never block or take this lock.
         with self._lock:
-            waiters = list(self._waiters)
-        for waiter in waiters:
-            waiter.wake()
+            for waiter in self._waiters:
+                waiter.wake()
 
     def is_set(self) -> bool:
         """Whether exit was requested. Never blocks; checks for new events each call.
@@ -251,7 +251,7 @@ class ExitToken:
         if watch is not None:
             watch.close()
         self._closed_event.set()
-        self._tell_waiters()
+        self._tell_waiters(None)  # close() has woken the watch's own threads
 
     def __enter__(self) -> ExitToken:
         return self
@@ -353,8 +353,13 @@ class Waiter:
             if not token._set:  # a token with no directory: only close() ends the wait
                 token._closed_event.wait(wait_seconds(timeout))
             return
-        _, due = watch.plan()
-        watch.pump(due if timeout is None else timeout if due is None else min(timeout, due))
+        plan = watch.plan()
+        due = plan[1]
+
+        def stale() -> bool:  # checked by the watch just before it blocks: see the contract
+            return token._set or token._closed or _shape(watch.plan()) != _shape(plan)
+
+        watch.pump(due if timeout is None else timeout if due is None else min(timeout, due), stale)
 
     def wake(self) -> None:
         if self._wake is not None:

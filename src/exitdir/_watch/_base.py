@@ -21,9 +21,11 @@ re-reads the plan before *every* block::
   into events once the watch can be set again. Each change is followed by ``on_change(None)``, so the
   watch's owner (the token) can wake every waiter blocked on the old plan in another thread or loop.
   A waiter that blocked on a plan read once and never again is the bug this contract exists to rule out.
-- ``pump(timeout)`` with a timeout is the same loop body for a thread that blocks *inside* the watch:
-  it blocks on the watch's own fd for at most ``timeout`` seconds (the caller has already capped that at
-  the plan's timeout), then delivers. ``wake()`` makes every thread blocked inside ``pump`` return.
+- ``pump(timeout, stop)`` is the same loop body for a thread that blocks *inside* the watch: it blocks
+  on the watch's own fd for at most ``timeout`` seconds (the caller has already capped that at the
+  plan's timeout), then delivers. Between the caller's last look and its block, another thread may
+  trip or close the token or change the plan: ``stop()`` is checked under the watch's lock just before
+  blocking, and every such change is followed by ``wake()``, so the change is seen by one or the other.
 """
 
 from __future__ import annotations
@@ -51,11 +53,15 @@ class Watch(Protocol):
     def plan(self) -> Plan:
         """What to block on before the next ``pump(0)``: re-read before every block (the contract)."""
 
-    def pump(self, timeout: float | None) -> None:
-        """Block on the watch's fd for at most ``timeout`` seconds (None: no limit), then deliver."""
+    def pump(self, timeout: float | None, stop: Callable[[], bool] = ...) -> None:
+        """Block on the watch's fd for at most ``timeout`` seconds (None: no limit), then deliver.
+
+        ``stop()`` is checked where no wake-up can be missed, just before blocking: True means the
+        caller's reason to block is gone (the token tripped or closed, or the plan changed), so return.
+        """
 
     def wake(self) -> None:
-        """Make every thread blocked in :meth:`pump` return soon."""
+        """Make every thread blocked in :meth:`pump` look again (after whatever its ``stop()`` checks)."""
 
     def close(self) -> None:
         """Stop watching and wake every thread blocked in :meth:`pump`. Idempotent."""

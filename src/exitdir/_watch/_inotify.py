@@ -25,7 +25,14 @@ from .._log import warn_once
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._base import OnChange, Plan
+
+
+def _never() -> bool:
+    return False
+
 
 IN_CLOSE_WRITE = 0x00000008
 IN_CLOSE_NOWRITE = 0x00000010
@@ -69,7 +76,7 @@ class _Hub:
         self._poller.register(self._wake_r, select.POLLIN)
         self._lock = threading.Lock()
         self._done_reading = threading.Condition(self._lock)
-        self._reading = False
+        self._reader: int | None = None  # the thread reading the fd, if any
         self._watches: dict[int, list[InotifyWatch]] = {}
 
     def add(self, path: str, watch: InotifyWatch) -> int:
@@ -90,20 +97,32 @@ class _Hub:
             self._inotify.rm_watch(wd)
 
     def wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
-        with self._lock:
-            self._done_reading.notify_all()
+        """Make every thread blocked in :meth:`pump` look again. Call it *after* changing what they check.
 
-    def pump(self, timeout: float | None) -> None:
+        A thread about to block checks its ``stop`` under the lock first, so a change made before this
+        call is seen there, and one made after it is announced here: to the condition's sleepers, and
+        through the pipe to another thread blocked in poll(). The reader itself needs no syscall.
+        """
         with self._lock:
-            if self._reading:
+            reader = self._reader
+            self._done_reading.notify_all()
+        if reader is not None and reader != threading.get_ident():
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # the pipe is full of wake-ups already
+
+    def pump(self, timeout: float | None, stop: Callable[[], bool]) -> None:
+        """Block up to ``timeout`` seconds (one thread in poll(), the rest on a condition), unless ``stop()``
+        says the caller's reason to block is gone; then dispatch what was read."""
+        with self._lock:
+            if stop():
+                return
+            if self._reader is not None:
                 # Another thread is reading; it dispatches to our watches too. Wait until it is done.
                 self._done_reading.wait(wait_seconds(timeout))
                 return
-            self._reading = True
+            self._reader = threading.get_ident()
         try:
             # PEP 475: retried on EINTR with the remaining time. Only the fds it reports are read, so the
             # hot path raises no BlockingIOError; level-triggered poll reports leftovers next time.
@@ -114,7 +133,7 @@ class _Hub:
                     self._drain_wake_pipe()
         finally:
             with self._lock:
-                self._reading = False
+                self._reader = None
                 self._done_reading.notify_all()
 
     def _drain_wake_pipe(self) -> None:
@@ -256,10 +275,10 @@ class InotifyWatch:
         elif (names or closed) and self.watching_target:
             self._on_change(names)
 
-    def pump(self, timeout: float | None) -> None:
+    def pump(self, timeout: float | None, stop: Callable[[], bool] = _never) -> None:
         if self._closed:
             return
-        self._hub.pump(timeout)
+        self._hub.pump(timeout, lambda: self._closed or stop())
         retry_at = self._retry_at
         if retry_at is not None and time.monotonic() >= retry_at:
             self._arm()

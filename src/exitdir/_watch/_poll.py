@@ -15,6 +15,8 @@ from .._clock import wait_seconds
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._base import OnChange, Plan
 
 
@@ -70,9 +72,10 @@ class PollWatch:
         self._settling = time.time() - st.st_mtime < _TIMESTAMP_MARGIN
         return changed
 
-    def pump(self, timeout: float | None) -> None:
+    def pump(self, timeout: float | None, stop: Callable[[], bool] | None = None) -> None:
         # Scan only when due, so a caller spinning on is_set() costs a clock read, not a directory listing.
-        if timeout is None or timeout > 0:
+        # The wake event is sticky: a trip or close after the stop() check still ends the sleep.
+        if (timeout is None or timeout > 0) and not (stop is not None and stop()):
             self._wake.wait(wait_seconds(timeout))
         if not self._closed and time.monotonic() >= self._next_scan:
             self._scan()
