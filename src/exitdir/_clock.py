@@ -10,6 +10,17 @@ _MAX_POLL_MS = 2**31 - 1  # poll() takes a C int: about 24.8 days
 _MAX_WAIT_SECONDS = 9_223_372_036.0
 
 
+def sooner(first: float | None, second: float | None) -> float | None:
+    """The shorter of two durations, None being forever.
+
+    >>> sooner(None, 2.0), sooner(1.0, 2.0), sooner(None, None)
+    (2.0, 1.0, None)
+    """
+    if first is None:
+        return second
+    return first if second is None else min(first, second)
+
+
 def poll_ms(timeout: float | None) -> int:
     """``select.poll().poll()``'s argument: -1 for None; rounded up, so a short timeout never busy-loops."""
     if timeout is None:

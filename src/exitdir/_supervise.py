@@ -16,7 +16,7 @@ import select
 import signal
 import time
 
-from ._clock import poll_ms
+from ._clock import poll_ms, sooner
 from ._marker import describe
 from ._signals import CHILD_DEFAULTS, SignalRelay, signal_name
 
@@ -173,7 +173,7 @@ class _Child:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return TIMEOUT
-                    timeout = left if timeout is None else min(timeout, left)
+                    timeout = sooner(timeout, left)
                 poller.poll(poll_ms(timeout))
                 self._relay.drain()
         finally:

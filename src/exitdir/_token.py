@@ -11,7 +11,7 @@ import os
 import threading
 import time
 
-from ._clock import wait_seconds
+from ._clock import sooner, wait_seconds
 from ._config import (
     REQUIRE_ALL,
     check_watchable,
@@ -139,10 +139,12 @@ class ExitToken:
                 self._trip(vanished)
                 return
         watch = self._watch
-        if names is None and watch is not None and _shape(watch.plan()) != self._plan_shape:
+        if names is None and watch is not None:
             # A rescan follows every change of plan: wake the waiters still blocked on the old one.
-            self._plan_shape = _shape(watch.plan())
-            self._tell_waiters(watch)
+            shape = _shape(watch.plan())
+            if shape != self._plan_shape:
+                self._plan_shape = shape
+                self._tell_waiters(watch)
 
     def _trip(self, marker: Marker) -> None:
         with self._lock:
@@ -354,12 +356,12 @@ class Waiter:
                 token._closed_event.wait(wait_seconds(timeout))
             return
         plan = watch.plan()
-        due = plan[1]
+        shape = _shape(plan)
 
         def stale() -> bool:  # checked by the watch just before it blocks: see the contract
-            return token._set or token._closed or _shape(watch.plan()) != _shape(plan)
+            return self.done() or _shape(watch.plan()) != shape
 
-        watch.pump(due if timeout is None else timeout if due is None else min(timeout, due), stale)
+        watch.pump(sooner(timeout, plan[1]), stale)
 
     def wake(self) -> None:
         if self._wake is not None:
