@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 
 import exitdir
 from exitdir._config import validate_name
+from exitdir._leader import Leadership
 from exitdir._marker import KIND_VANISHED, MAX_MARKER_BYTES, VANISHED_REASON, parse, read_marker
 
 from _support import EXITDIR, GENEROUS, POLL_INTERVAL, QUIET_PERIOD, Child, python
@@ -125,6 +128,32 @@ def test_a_leader_that_finishes_is_never_reported_as_vanished(exit_dir: Path, sp
             assert token.wait(GENEROUS)
             assert token.marker is not None
             assert token.marker.kind == "exitdir"
+
+
+@pytest.mark.parametrize("names", [None, ("exitFile",), ("exitFile", "other")])
+def test_a_lock_seen_gone_is_confirmed_by_looking_for_the_marker_again(
+    exit_dir: Path, backend: str, names: tuple[str, ...] | None
+) -> None:
+    # The race of failure-modes.md: the leader writes its marker and releases its lock between the
+    # follower's listing and its look at the locks. Polling every 0.1 ms and finishing from another thread
+    # at a random moment lands there in a few percent of trials; without the second look each such trial
+    # reports the leader as vanished (code None) although it finished with code 0.
+    rng = random.Random(11)
+    for attempt in range(300):
+        directory = exit_dir / str(attempt)
+        directory.mkdir()
+        run = Leadership(directory=directory)
+        run.begin()
+        token = exitdir.aware(directory, backend=backend, poll_interval=0.0001, names=names, require="any")
+        with token:
+            finisher = threading.Timer(rng.uniform(0, 0.002), run.finish, (0, None))
+            finisher.start()
+            try:
+                assert token.wait(GENEROUS)
+            finally:
+                finisher.join()
+            assert token.marker is not None
+            assert (token.marker.kind, token.marker.code) == ("exitdir", 0), f"trial {attempt}"
 
 
 # --- restarts and stale markers ------------------------------------------------------------------------

@@ -123,18 +123,19 @@ class ExitToken:
             return
         directory = self._directory
         assert directory is not None
-        for marker in _markers_in(directory, names):
-            with self._lock:
-                verdict = self._rules.consider(marker)
-            if verdict == TRIP:
-                self._trip(marker)
-                return
-            if verdict == STALE:
-                _warn_stale(directory, marker)
+        if self._consider(directory, names):
+            return
         flags = _lock_flags(directory, self._rules.leader_keys)
         if flags is not None:  # a leader seen running that lost its lock without a marker has crashed
             with self._lock:
                 vanished = self._rules.observe_locks(flags)
+            if vanished is not None:
+                # Unless its marker came between our listing and the lock read: a leader writes the marker
+                # before it releases the lock, so a second look finds it (failure-modes.md).
+                if self._consider(directory, None):
+                    return
+                with self._lock:
+                    vanished = self._rules.observe_locks(flags)
             if vanished is not None:
                 self._trip(vanished)
                 return
@@ -145,6 +146,18 @@ class ExitToken:
             if shape != self._plan_shape:
                 self._plan_shape = shape
                 self._tell_waiters(watch)
+
+    def _consider(self, directory: str, names: list[str] | None) -> bool:
+        """Put the markers among ``names`` (None: all) to the rules; whether one tripped the token."""
+        for marker in _markers_in(directory, names):
+            with self._lock:
+                verdict = self._rules.consider(marker)
+            if verdict == TRIP:
+                self._trip(marker)
+                return True
+            if verdict == STALE:
+                _warn_stale(directory, marker)
+        return False
 
     def _trip(self, marker: Marker) -> None:
         with self._lock:
