@@ -104,7 +104,13 @@ class Child:
     def cleanup(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.communicate()
+        try:
+            self.proc.communicate(timeout=GENEROUS)
+        except subprocess.TimeoutExpired:  # a grandchild still holds the pipes: never hang the suite on it
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+            self.proc.wait()
 
 
 def python(code: str) -> list[str]:

@@ -4,10 +4,12 @@ take is cut to the longest it can, and the caller's loop, which re-reads its dea
 from __future__ import annotations
 
 import math
+import time
 
 _MAX_POLL_MS = 2**31 - 1  # poll() takes a C int: about 24.8 days
 # threading.TIMEOUT_MAX on 64-bit Linux (about 292 years); a literal, so this module imports nothing.
 _MAX_WAIT_SECONDS = 9_223_372_036.0
+_MAX_SLEEP_SECONDS = 86_400.0  # time.sleep's limit depends on the platform's timers; a day is safe anywhere
 
 
 def sooner(first: float | None, second: float | None) -> float | None:
@@ -35,3 +37,10 @@ def wait_seconds(timeout: float | None) -> float | None:
     if timeout is None:
         return None
     return min(max(timeout, 0.0), _MAX_WAIT_SECONDS)
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep`` for any duration, ``inf`` included (time.sleep raises OverflowError past time_t)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, _MAX_SLEEP_SECONDS))

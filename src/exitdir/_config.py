@@ -144,7 +144,9 @@ def validate_interval(value: object, what: str) -> float:
     """A poll interval: seconds > 0 and finite (a scan must come eventually)."""
     seconds = validate_seconds(value, what)
     if not 0 < seconds < float("inf"):
-        raise _error(f"{_named(what, value)} is invalid: give seconds > 0, for example 0.2")
+        raise _error(
+            f"{_named(what, value)} is invalid: give a finite number of seconds > 0, for example 0.2"
+        )
     return seconds
 
 

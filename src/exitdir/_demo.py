@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ._clock import sleep
 from ._config import DEFAULT_NAME
 from ._leader import write_marker
 from ._token import aware
@@ -32,7 +33,7 @@ def busy() -> int:
 def work(seconds: float = 5.0) -> int:
     """Do ``seconds`` of work, then tell the followers to exit."""
     print("[Work] Doing work...", flush=True)
-    time.sleep(seconds)
+    sleep(seconds)  # any duration the parser takes, inf included: work until stopped
     print("[Work] Exiting...", flush=True)
     write_marker(0, reason=None, name=DEFAULT_NAME, directory=None)
     return 0
