@@ -123,8 +123,10 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from ._config import check_watchable, leader_names
+    from ._linux import boot_id
     from ._liveness import held_offsets, leader_flags, running_leaders
     from ._marker import describe, list_markers
+    from ._rules import TRIP, WHY_IGNORED, TripRules
 
     directory = resolve_directory(args.dir)
     if directory is None:
@@ -135,33 +137,53 @@ def _cmd_status(args: argparse.Namespace) -> int:
         markers = list_markers(directory)
     except FileNotFoundError:
         markers = []
+    # The followers' own rules, fed what a follower starting now reads: status never restates a rule.
+    this_boot = boot_id()
+    rules = TripRules(names, args.require, boot_id=this_boot)
+    verdicts = [(marker, rules.consider(marker)) for marker in markers]
+    would_exit = any(verdict == TRIP for _, verdict in verdicts)
+    # (marker, why it is ignored: a key of WHY_IGNORED, or None when it counts)
+    judged = [(marker, verdict if verdict in WHY_IGNORED else None) for marker, verdict in verdicts]
     held = held_offsets(directory) if os.path.isdir(directory) else set()
-    by_name = {marker.name: marker for marker in markers}
     leaders = {}  # name -> "done" | "running" | "not running", for the leaders asked about
     for name in names or ():
         running = held is not None and leader_flags(held, name)[0]
-        leaders[name] = "done" if name in by_name else "running" if running else "not running"
+        leaders[name] = "done" if name in rules.counted else "running" if running else "not running"
     running_count = None if held is None else running_leaders(held)
     if args.json:
         import json
 
         doc = {
             "directory": directory,
-            "markers": [m.as_dict() for m in markers],
+            "boot_id": this_boot,
+            "markers": [{**marker.as_dict(), "ignored": why} for marker, why in judged],
             "leaders": leaders,
             "running": running_count,
+            "would_exit": would_exit,
         }
         print(json.dumps(doc), flush=True)
         return EXIT_OK
+    lines = []
     for name, state in leaders.items():
-        print(f"done: {describe(by_name[name])}" if state == "done" else f"{name}: {state}", flush=True)
+        lines.append(f"done: {describe(rules.counted[name])}" if state == "done" else f"{name}: {state}")
     if names is None:
         if not markers:
-            print(f"{directory}: no markers (followers keep running)", flush=True)
-        for marker in markers:
-            print(describe(marker), flush=True)
-        if running_count:
-            print(f"{running_count} leader(s) running", flush=True)
+            lines.append(f"{directory}: no markers")
+        lines.extend(describe(marker) for marker, why in judged if why is None)
+    lines.extend(f"ignored: {describe(marker)} ({why}: {WHY_IGNORED[why]})" for marker, why in judged if why)
+    if names is None and running_count:
+        lines.append(f"{running_count} leader(s) running")
+    if would_exit:
+        lines.append("followers would exit now")
+    elif names is None:
+        lines.append("followers would keep running: no marker counts")
+    elif args.require == "any":
+        lines.append(f"followers would keep running: waiting for any of {', '.join(names)}")
+    else:
+        awaited = ", ".join(name for name in names if name not in rules.counted)
+        lines.append(f"followers would keep running: waiting for {awaited}")
+    for line in lines:
+        print(line, flush=True)
     return EXIT_OK
 
 
@@ -322,7 +344,7 @@ def _configure_wait(sub: argparse.ArgumentParser) -> None:
 
 def _configure_status(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print JSON")
-    sub.add_argument("--leader", action="append", metavar="NAME", help="show this leader (repeatable)")
+    _leaders(sub)  # judged as a follower with the same options would judge them
     _common(sub)
     sub.set_defaults(run=_cmd_status)
 
@@ -372,7 +394,10 @@ def _configure_demo(sub: argparse.ArgumentParser) -> None:
 _COMMANDS = {
     "exit": ("write a marker: tell the followers to exit", _configure_exit),
     "wait": ("block until a marker appears", _configure_wait),
-    "status": ("list the markers in the exit directory", _configure_status),
+    "status": (
+        "list the markers, which of them followers ignore and why, and whether followers would exit now",
+        _configure_status,
+    ),
     "lead": (
         "run the main program; when it ends, however it ends, write a marker with its status",
         _configure_lead,
