@@ -5,7 +5,14 @@ from __future__ import annotations
 import errno
 import os
 
-from ._config import DEFAULT_NAME, resolve_directory, validate_code, validate_name, validate_signal_on
+from ._config import (
+    DEFAULT_NAME,
+    denied_hint,
+    resolve_directory,
+    validate_code,
+    validate_name,
+    validate_signal_on,
+)
 from ._errors import ExitDirError
 from ._linux import HAVE_PROC_FD, proc_fd_path
 from ._liveness import LeaderLock
@@ -125,10 +132,8 @@ def publish(directory: str, name: str, data: bytes) -> None:
 
 def _write_error(directory: str, err: OSError) -> ExitDirError:
     if err.errno in (errno.EACCES, errno.EPERM):
-        return ExitDirError(
-            f"cannot write a marker in {directory}: permission denied; make the directory writable by "
-            f"uid {os.getuid()} (in Kubernetes, set fsGroup or use an emptyDir)"
-        )
+        hint = denied_hint(directory, "write")
+        return ExitDirError(f"cannot write a marker in {directory}: permission denied; {hint}")
     if err.errno == errno.EROFS:
         return ExitDirError(
             f"cannot write a marker in {directory}: read-only filesystem; mount a writable volume there"
