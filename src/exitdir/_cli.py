@@ -58,6 +58,15 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(f"exitdir: {message}", file=sys.stderr, flush=True)
 
 
+def _say_no_directory(args: argparse.Namespace, consequence: str) -> None:
+    """Go parity, said once: no directory is not an error unless strict mode makes it one."""
+    _say(
+        args,
+        f"no exit directory (EXIT_DIR is unset and no --dir): {consequence} "
+        "(--require-dir or EXITDIR_REQUIRE_DIR=1 makes this an error)",
+    )
+
+
 def _error(message: str) -> None:
     print(f"exitdir: error: {message}", file=sys.stderr, flush=True)
 
@@ -92,9 +101,11 @@ _signal_on = _checked(validate_signal_on, "signal_on")
 def _cmd_exit(args: argparse.Namespace) -> int:
     from ._leader import write_marker
 
-    path = write_marker(args.code, reason=args.reason, name=args.name, directory=args.dir)
+    path = write_marker(
+        args.code, reason=args.reason, name=args.name, directory=args.dir, require_dir=args.require_dir
+    )
     if path is None:
-        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): no marker written")
+        _say_no_directory(args, "no marker written")
     elif args.verbose:
         _say(args, f"wrote {path} (code {args.code})")
     return EXIT_OK
@@ -215,12 +226,12 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     from ._supervise import NOT_STARTED, supervise
 
     command = _command(args)
-    run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on)
+    run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on, require_dir=args.require_dir)
     # The liveness lock is held from here until the marker is written: if this wrapper is killed
-    # outright, followers see it go.
+    # outright, followers see it go. In strict mode a missing directory ends here, before CMD runs.
     run.begin()
     if run.directory is None:
-        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): followers will not be told")
+        _say_no_directory(args, "followers will not be told")
     try:
         outcome = supervise(command, reap_all=_reap_all(args), say=lambda message: _say(args, message))
     except BaseException:
@@ -248,10 +259,10 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     from ._token import aware
 
     command = _command(args)
-    directory = resolve_directory(args.dir)
-    if directory is None:
-        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): the helper runs until it exits")
-    with aware(directory, names=args.leader, require=args.require) as token:
+    # In strict mode a missing directory is refused here, before the helper starts.
+    with aware(args.dir, names=args.leader, require=args.require, require_dir=args.require_dir) as token:
+        if token.directory is None:
+            _say_no_directory(args, "the helper runs until it exits")
         outcome = supervise(
             command,
             until=token,
@@ -288,12 +299,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _demo.work(args.seconds)
 
 
+def _require_dir(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--require-dir",
+        action="store_const",
+        const=True,
+        default=None,  # None: $EXITDIR_REQUIRE_DIR decides
+        help="a missing exit directory is an error, not a silent no-op (also EXITDIR_REQUIRE_DIR=1)",
+    )
+
+
 def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--dir", metavar="DIR", help="exit directory (default: $EXIT_DIR)")
     sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
 def _supervised(sub: argparse.ArgumentParser) -> None:
+    _require_dir(sub)
     _common(sub)
     sub.add_argument(
         "--subreaper",
@@ -308,6 +330,7 @@ def _configure_exit(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--reason", help="a short text saying why")
     sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
     sub.add_argument("-v", "--verbose", action="store_true", help="say which file was written")
+    _require_dir(sub)
     _common(sub)
     sub.set_defaults(run=_cmd_exit)
 

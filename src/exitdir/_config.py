@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 ENV_DIR = "EXIT_DIR"
+ENV_REQUIRE_DIR = "EXITDIR_REQUIRE_DIR"
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off", ""})
 DEFAULT_NAME = "exitFile"
 REQUIRE_ALL = "all"
 REQUIRE_ANY = "any"
@@ -42,6 +45,49 @@ def resolve_directory(directory: str | os.PathLike[str] | None) -> str | None:
         raise _error(f"exit directory {path!r} contains a NUL byte: give a real directory path")
     # abspath also drops a trailing slash, so "/x/" and "/x" are the same directory.
     return os.path.abspath(path)
+
+
+def validate_require_dir(require_dir: object) -> bool | None:
+    """``require_dir`` if it is True, False or None (None: ``$EXITDIR_REQUIRE_DIR`` decides)."""
+    if require_dir is None or isinstance(require_dir, bool):
+        return require_dir
+    raise _error(
+        f"require_dir={require_dir!r} is not True, False or None: pass require_dir=True to make a missing "
+        "exit directory an error"
+    )
+
+
+def require_directory(resolved: str | None, require_dir: bool | None) -> str | None:
+    """``resolved`` (the exit directory, None for none), unless there is none and one is required.
+
+    Strict mode: ``require_dir``, or when it is None ``$EXITDIR_REQUIRE_DIR`` (1, true, yes, on; 0, false,
+    no, off or empty for no; any case). The variable is read only when there is no directory: a leader
+    that has one always writes its marker, whatever the variable holds.
+
+    >>> require_directory("/run/exit", True)
+    '/run/exit'
+    >>> require_directory(None, False) is None
+    True
+    """
+    if resolved is not None or require_dir is False:
+        return resolved
+    if require_dir is None:
+        text = os.environ.get(ENV_REQUIRE_DIR, "")
+        value = text.strip().lower()
+        if value in _NO:
+            return None
+        if value not in _YES:
+            raise _error(
+                f"{ENV_REQUIRE_DIR}={text!r} is not a yes/no value: set it to 1, true, yes or on to require "
+                "an exit directory, or to 0, false, no, off or nothing"
+            )
+        required = f", and {ENV_REQUIRE_DIR}={text.strip()} requires one"
+    else:
+        required = ", and one is required"
+    raise _error(
+        f"no exit directory{required}: {ENV_DIR} is unset or empty and no directory was given; set "
+        f"{ENV_DIR} (or pass --dir, directory=)"
+    )
 
 
 def check_watchable(directory: str) -> None:
