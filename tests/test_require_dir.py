@@ -88,25 +88,18 @@ def test_with_a_directory_the_variable_is_not_even_read(tmp_path: Path, exit_dir
     assert done.returncode == 0
 
 
+@pytest.mark.parametrize("command", ["lead", "follow"])
 @pytest.mark.parametrize("strict", [["--require-dir"], []])
-def test_lead_refuses_before_running_the_program(tmp_path: Path, strict: list[str]) -> None:
+def test_lead_and_follow_refuse_before_starting_their_program(
+    tmp_path: Path, command: str, strict: list[str]
+) -> None:
     ran = tmp_path / "ran"
     env = {} if strict else {"EXITDIR_REQUIRE_DIR": "yes"}
-    done = exitdir_cli(tmp_path, "lead", *strict, "--", "sh", "-c", f"touch {ran}", **env)
+    done = exitdir_cli(tmp_path, command, *strict, "--", "sh", "-c", f"touch {ran}", **env)
     assert done.returncode == 1
     assert done.stderr.startswith("exitdir: error: no exit directory, and ")
     assert done.stderr.count("\n") == 1
-    assert not ran.exists()  # it never ran: its end could not have been reported
-
-
-@pytest.mark.parametrize("strict", [["--require-dir"], []])
-def test_follow_refuses_before_starting_the_helper(tmp_path: Path, strict: list[str]) -> None:
-    ran = tmp_path / "ran"
-    env = {} if strict else {"EXITDIR_REQUIRE_DIR": "on"}
-    done = exitdir_cli(tmp_path, "follow", *strict, "--", "sh", "-c", f"touch {ran}", **env)
-    assert done.returncode == 1
-    assert done.stderr.startswith("exitdir: error: no exit directory, and ")
-    assert not ran.exists()
+    assert not ran.exists()  # never started: lead could not have reported its end, follow never stopped
 
 
 def test_lead_and_follow_without_strict_mode_still_run(tmp_path: Path) -> None:
