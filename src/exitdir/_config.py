@@ -94,15 +94,13 @@ def check_watchable(directory: str) -> None:
     """Raise ExitDirError if a follower can never watch ``directory``; a missing one is fine (waited for)."""
     import stat
 
+    if os.path.islink(directory) and not os.path.exists(directory):
+        raise _error(
+            f"exit directory {directory} is a symlink to {os.readlink(directory)}, which does not exist: "
+            "point EXIT_DIR at the real directory"
+        )
     try:
         mode = os.stat(directory).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        if os.path.islink(directory):
-            raise _error(
-                f"exit directory {directory} is a symlink to {os.readlink(directory)}, which does not "
-                "exist: point EXIT_DIR at the real directory"
-            ) from None
-        return  # not there yet: waited for
     except PermissionError:
         # Not "missing": it may well exist, and waiting for it to appear would never end.
         raise _error(
@@ -110,7 +108,7 @@ def check_watchable(directory: str) -> None:
             f"to it and the directories above it; {denied_hint(directory, 'read')}"
         ) from None
     except OSError:
-        return  # anything else is the watch's business, which retries and says so
+        return  # not there yet (waited for), or the watch's business, which retries and says so
     if not stat.S_ISDIR(mode):
         raise _error(
             f"exit directory {directory} is not a directory: point EXIT_DIR (or --dir) at the directory "
