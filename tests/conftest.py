@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,3 +52,14 @@ def exit_dir(tmp_path: Path) -> Path:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def fuse_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A real FUSE mount (bindfs) of SRC at MNT: changes made in SRC raise no inotify event on MNT."""
+    source, mount = tmp_path / "src", tmp_path / "mnt"
+    source.mkdir()
+    mount.mkdir()
+    subprocess.run(["bindfs", str(source), str(mount)], check=True)
+    yield source, mount
+    subprocess.run(["fusermount", "-u", str(mount)], check=True)

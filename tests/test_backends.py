@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,17 +37,6 @@ def inotify_instances() -> int:
         except OSError:
             pass
     return count
-
-
-@pytest.fixture
-def fuse_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """A real FUSE mount (bindfs) of SRC at MNT: changes made in SRC raise no inotify event on MNT."""
-    source, mount = tmp_path / "src", tmp_path / "mnt"
-    source.mkdir()
-    mount.mkdir()
-    subprocess.run(["bindfs", str(source), str(mount)], check=True)
-    yield source, mount
-    subprocess.run(["fusermount", "-u", str(mount)], check=True)
 
 
 def test_fuse_mount_is_polled_automatically_and_trips(

@@ -100,12 +100,20 @@ def test_user_mistakes_are_one_clear_line_not_a_traceback(
 
 def test_status_lists_markers(exit_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--dir", str(exit_dir)]) == 0
-    assert "no markers" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines() == [
+        f"{exit_dir}: no markers",
+        "followers would keep running: no marker counts",
+    ]
     exitdir.exit(0, name="api", directory=exit_dir)
     exitdir.exit(3, reason="boom", name="worker", directory=exit_dir)
     (exit_dir / "exitFile").write_text("")  # Go's marker
     assert main(["status", "--dir", str(exit_dir)]) == 0
-    assert capsys.readouterr().out.splitlines() == ["api: code 0", "exitFile: code 0", "worker: code 3: boom"]
+    assert capsys.readouterr().out.splitlines() == [
+        "api: code 0",
+        "exitFile: code 0",
+        "worker: code 3: boom",
+        "followers would exit now",
+    ]
     assert main(["status", "--dir", str(exit_dir), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["directory"] == str(exit_dir)

@@ -266,7 +266,12 @@ def test_cli_wait_and_status_with_named_leaders(
         main(["status", "--dir", str(exit_dir), "--leader", "db", "--leader", "api", "--leader", "web"]) == 0
     )
     out = capsys.readouterr().out.splitlines()
-    assert out == ["done: db: code 2: migrations failed", "api: running", "web: not running"]
+    assert out == [
+        "done: db: code 2: migrations failed",
+        "api: running",
+        "web: not running",
+        "followers would keep running: waiting for api, web",
+    ]
     assert main(["wait", "--dir", str(exit_dir), "--leader", "db", "--leader", "api", "--any", "-v"]) == 0
     assert capsys.readouterr().out == "db: code 2: migrations failed\n"
     assert (

@@ -308,6 +308,11 @@ def test_dangling_symlink_directory_is_a_clear_error(tmp_path: Path, backend: st
     link.symlink_to(tmp_path / "nowhere")
     with pytest.raises(exitdir.ExitDirError, match=r"symlink .* does not exist"):
         follow(link, backend)
+    link.unlink()
+    link.symlink_to(tmp_path / "loop")  # a loop of links: stat fails with ELOOP, not ENOENT
+    (tmp_path / "loop").symlink_to(link)
+    with pytest.raises(exitdir.ExitDirError, match=r"symlink .* does not exist"):
+        follow(link, backend)
 
 
 def test_unknown_backend_is_a_clear_error(exit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -145,11 +145,13 @@ async def wait_for_exit(
     timeout: float | None = None,
     backend: str | None = None,
     poll_interval: float | None = None,
+    require_dir: bool | None = None,
 ) -> Marker | None:
     """Wait, without a thread, until a marker appears; return it (None if ``timeout`` seconds passed).
 
     ``directory`` defaults to ``$EXIT_DIR``; with none configured this waits forever (or until the
-    timeout), as a follower with nothing to follow would. Cancel the task to stop waiting.
+    timeout), as a follower with nothing to follow would, unless ``require_dir`` makes that an error (as
+    in :func:`exitdir.aware`). Cancel the task to stop waiting.
 
     >>> import asyncio, exitdir, tempfile
     >>> d = tempfile.mkdtemp()
@@ -160,7 +162,7 @@ async def wait_for_exit(
     import asyncio
 
     timeout = validate_timeout(timeout)
-    token = aware(directory, backend=backend, poll_interval=poll_interval)
+    token = aware(directory, backend=backend, poll_interval=poll_interval, require_dir=require_dir)
     try:
         marker = await _wait_token(token, timeout)
     except BaseException:
@@ -238,12 +240,13 @@ def cancel_on_exit(
     *,
     backend: str | None = None,
     poll_interval: float | None = None,
+    require_dir: bool | None = None,
 ) -> CancelOnExit:
     """Cancel the enclosed block when a marker appears, and let the block end normally.
 
     Like ``asyncio.timeout()``: the ``CancelledError`` raised inside the block is absorbed at its end.
     Afterwards ``scope.exit_requested`` tells whether exit was asked for and ``scope.interrupted`` whether
-    the block was cut short.
+    the block was cut short. ``require_dir`` is :func:`exitdir.aware`'s.
 
     >>> import asyncio, exitdir, tempfile
     >>> d = tempfile.mkdtemp()
@@ -255,4 +258,6 @@ def cancel_on_exit(
     >>> asyncio.run(serve())
     True True 0
     """
-    return CancelOnExit(aware(directory, backend=backend, poll_interval=poll_interval))
+    return CancelOnExit(
+        aware(directory, backend=backend, poll_interval=poll_interval, require_dir=require_dir)
+    )

@@ -58,6 +58,15 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(f"exitdir: {message}", file=sys.stderr, flush=True)
 
 
+def _say_no_directory(args: argparse.Namespace, consequence: str) -> None:
+    """Go parity, said once: no directory is not an error unless strict mode makes it one."""
+    _say(
+        args,
+        f"no exit directory (EXIT_DIR is unset and no --dir): {consequence} "
+        "(--require-dir or EXITDIR_REQUIRE_DIR=1 makes this an error)",
+    )
+
+
 def _error(message: str) -> None:
     print(f"exitdir: error: {message}", file=sys.stderr, flush=True)
 
@@ -92,9 +101,11 @@ _signal_on = _checked(validate_signal_on, "signal_on")
 def _cmd_exit(args: argparse.Namespace) -> int:
     from ._leader import write_marker
 
-    path = write_marker(args.code, reason=args.reason, name=args.name, directory=args.dir)
+    path = write_marker(
+        args.code, reason=args.reason, name=args.name, directory=args.dir, require_dir=args.require_dir
+    )
     if path is None:
-        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): no marker written")
+        _say_no_directory(args, "no marker written")
     elif args.verbose:
         _say(args, f"wrote {path} (code {args.code})")
     return EXIT_OK
@@ -123,8 +134,10 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from ._config import check_watchable, leader_names
+    from ._linux import boot_id
     from ._liveness import held_offsets, leader_flags, running_leaders
     from ._marker import describe, list_markers
+    from ._rules import TRIP, WHY_IGNORED, TripRules
 
     directory = resolve_directory(args.dir)
     if directory is None:
@@ -135,33 +148,53 @@ def _cmd_status(args: argparse.Namespace) -> int:
         markers = list_markers(directory)
     except FileNotFoundError:
         markers = []
+    # The followers' own rules, fed what a follower starting now reads: status never restates a rule.
+    this_boot = boot_id()
+    rules = TripRules(names, args.require, boot_id=this_boot)
+    verdicts = [(marker, rules.consider(marker)) for marker in markers]
+    would_exit = any(verdict == TRIP for _, verdict in verdicts)
+    # (marker, why it is ignored: a key of WHY_IGNORED, or None when it counts)
+    judged = [(marker, verdict if verdict in WHY_IGNORED else None) for marker, verdict in verdicts]
     held = held_offsets(directory) if os.path.isdir(directory) else set()
-    by_name = {marker.name: marker for marker in markers}
     leaders = {}  # name -> "done" | "running" | "not running", for the leaders asked about
     for name in names or ():
         running = held is not None and leader_flags(held, name)[0]
-        leaders[name] = "done" if name in by_name else "running" if running else "not running"
+        leaders[name] = "done" if name in rules.counted else "running" if running else "not running"
     running_count = None if held is None else running_leaders(held)
     if args.json:
         import json
 
         doc = {
             "directory": directory,
-            "markers": [m.as_dict() for m in markers],
+            "boot_id": this_boot,
+            "markers": [{**marker.as_dict(), "ignored": why} for marker, why in judged],
             "leaders": leaders,
             "running": running_count,
+            "would_exit": would_exit,
         }
         print(json.dumps(doc), flush=True)
         return EXIT_OK
+    lines = []
     for name, state in leaders.items():
-        print(f"done: {describe(by_name[name])}" if state == "done" else f"{name}: {state}", flush=True)
+        lines.append(f"done: {describe(rules.counted[name])}" if state == "done" else f"{name}: {state}")
     if names is None:
         if not markers:
-            print(f"{directory}: no markers (followers keep running)", flush=True)
-        for marker in markers:
-            print(describe(marker), flush=True)
-        if running_count:
-            print(f"{running_count} leader(s) running", flush=True)
+            lines.append(f"{directory}: no markers")
+        lines.extend(describe(marker) for marker, why in judged if why is None)
+    lines.extend(f"ignored: {describe(marker)} ({why}: {WHY_IGNORED[why]})" for marker, why in judged if why)
+    if names is None and running_count:
+        lines.append(f"{running_count} leader(s) running")
+    if would_exit:
+        lines.append("followers would exit now")
+    elif names is None:
+        lines.append("followers would keep running: no marker counts")
+    elif args.require == "any":
+        lines.append(f"followers would keep running: waiting for any of {', '.join(names)}")
+    else:
+        awaited = ", ".join(name for name in names if name not in rules.counted)
+        lines.append(f"followers would keep running: waiting for {awaited}")
+    for line in lines:
+        print(line, flush=True)
     return EXIT_OK
 
 
@@ -193,12 +226,12 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     from ._supervise import NOT_STARTED, supervise
 
     command = _command(args)
-    run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on)
+    run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on, require_dir=args.require_dir)
     # The liveness lock is held from here until the marker is written: if this wrapper is killed
-    # outright, followers see it go.
+    # outright, followers see it go. In strict mode a missing directory ends here, before CMD runs.
     run.begin()
     if run.directory is None:
-        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): followers will not be told")
+        _say_no_directory(args, "followers will not be told")
     try:
         outcome = supervise(command, reap_all=_reap_all(args), say=lambda message: _say(args, message))
     except BaseException:
@@ -226,10 +259,10 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     from ._token import aware
 
     command = _command(args)
-    directory = resolve_directory(args.dir)
-    if directory is None:
-        _say(args, "no exit directory (EXIT_DIR is unset and no --dir): the helper runs until it exits")
-    with aware(directory, names=args.leader, require=args.require) as token:
+    # In strict mode a missing directory is refused here, before the helper starts.
+    with aware(args.dir, names=args.leader, require=args.require, require_dir=args.require_dir) as token:
+        if token.directory is None:
+            _say_no_directory(args, "the helper runs until it exits")
         outcome = supervise(
             command,
             until=token,
@@ -266,12 +299,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _demo.work(args.seconds)
 
 
+def _require_dir(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--require-dir",
+        action="store_const",
+        const=True,
+        default=None,  # None: $EXITDIR_REQUIRE_DIR decides
+        help="a missing exit directory is an error, not a silent no-op (also EXITDIR_REQUIRE_DIR=1)",
+    )
+
+
 def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--dir", metavar="DIR", help="exit directory (default: $EXIT_DIR)")
     sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
 def _supervised(sub: argparse.ArgumentParser) -> None:
+    _require_dir(sub)
     _common(sub)
     sub.add_argument(
         "--subreaper",
@@ -286,6 +330,7 @@ def _configure_exit(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--reason", help="a short text saying why")
     sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
     sub.add_argument("-v", "--verbose", action="store_true", help="say which file was written")
+    _require_dir(sub)
     _common(sub)
     sub.set_defaults(run=_cmd_exit)
 
@@ -322,7 +367,7 @@ def _configure_wait(sub: argparse.ArgumentParser) -> None:
 
 def _configure_status(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print JSON")
-    sub.add_argument("--leader", action="append", metavar="NAME", help="show this leader (repeatable)")
+    _leaders(sub)  # judged as a follower with the same options would judge them
     _common(sub)
     sub.set_defaults(run=_cmd_status)
 
@@ -372,7 +417,10 @@ def _configure_demo(sub: argparse.ArgumentParser) -> None:
 _COMMANDS = {
     "exit": ("write a marker: tell the followers to exit", _configure_exit),
     "wait": ("block until a marker appears", _configure_wait),
-    "status": ("list the markers in the exit directory", _configure_status),
+    "status": (
+        "list the markers, which of them followers ignore and why, and whether followers would exit now",
+        _configure_status,
+    ),
     "lead": (
         "run the main program; when it ends, however it ends, write a marker with its status",
         _configure_lead,

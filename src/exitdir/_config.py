@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 ENV_DIR = "EXIT_DIR"
+ENV_REQUIRE_DIR = "EXITDIR_REQUIRE_DIR"
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off", ""})
 DEFAULT_NAME = "exitFile"
 REQUIRE_ALL = "all"
 REQUIRE_ANY = "any"
@@ -44,16 +47,69 @@ def resolve_directory(directory: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(path)
 
 
+def validate_require_dir(require_dir: object) -> bool | None:
+    """``require_dir`` if it is True, False or None (None: ``$EXITDIR_REQUIRE_DIR`` decides)."""
+    if require_dir is None or isinstance(require_dir, bool):
+        return require_dir
+    raise _error(
+        f"require_dir={require_dir!r} is not True, False or None: pass require_dir=True to make a missing "
+        "exit directory an error"
+    )
+
+
+def require_directory(resolved: str | None, require_dir: bool | None) -> str | None:
+    """``resolved`` (the exit directory, None for none), unless there is none and one is required.
+
+    Strict mode: ``require_dir``, or when it is None ``$EXITDIR_REQUIRE_DIR`` (1, true, yes, on; 0, false,
+    no, off or empty for no; any case). The variable is read only when there is no directory: a leader
+    that has one always writes its marker, whatever the variable holds.
+
+    >>> require_directory("/run/exit", True)
+    '/run/exit'
+    >>> require_directory(None, False) is None
+    True
+    """
+    if resolved is not None or require_dir is False:
+        return resolved
+    if require_dir is None:
+        text = os.environ.get(ENV_REQUIRE_DIR, "")
+        value = text.strip().lower()
+        if value in _NO:
+            return None
+        if value not in _YES:
+            raise _error(
+                f"{ENV_REQUIRE_DIR}={text!r} is not a yes/no value: set it to 1, true, yes or on to require "
+                "an exit directory, or to 0, false, no, off or nothing"
+            )
+        required = f", and {ENV_REQUIRE_DIR}={text.strip()} requires one"
+    else:
+        required = ", and one is required"
+    raise _error(
+        f"no exit directory{required}: {ENV_DIR} is unset or empty and no directory was given; set "
+        f"{ENV_DIR} (or pass --dir, directory=)"
+    )
+
+
 def check_watchable(directory: str) -> None:
     """Raise ExitDirError if a follower can never watch ``directory``; a missing one is fine (waited for)."""
+    import stat
+
     if os.path.islink(directory) and not os.path.exists(directory):
         raise _error(
             f"exit directory {directory} is a symlink to {os.readlink(directory)}, which does not exist: "
             "point EXIT_DIR at the real directory"
         )
-    if not os.path.exists(directory):
-        return
-    if not os.path.isdir(directory):
+    try:
+        mode = os.stat(directory).st_mode
+    except PermissionError:
+        # Not "missing": it may well exist, and waiting for it to appear would never end.
+        raise _error(
+            f"cannot reach exit directory {directory}: permission denied; a follower needs search access "
+            f"to it and the directories above it; {denied_hint(directory, 'read')}"
+        ) from None
+    except OSError:
+        return  # not there yet (waited for), or the watch's business, which retries and says so
+    if not stat.S_ISDIR(mode):
         raise _error(
             f"exit directory {directory} is not a directory: point EXIT_DIR (or --dir) at the directory "
             "the leader writes its marker into"
@@ -61,8 +117,84 @@ def check_watchable(directory: str) -> None:
     if not os.access(directory, os.R_OK | os.X_OK):
         raise _error(
             f"cannot read exit directory {directory}: permission denied; a follower needs read and "
-            f"search access (uid {os.getuid()}); make it readable, for example with fsGroup"
+            f"search access; {denied_hint(directory, 'read')}"
         )
+
+
+# Shared filesystems whose server, not this kernel, checks access, and may map root to an unprivileged
+# identity (root squash): there, uid 0 on this machine grants nothing. (ocfs2 and gfs2 share a block
+# device, not a server: their root is root.)
+_SERVER_CHECKED = frozenset({"nfs", "smb", "smb2", "cifs", "9p", "ceph", "lustre", "gpfs", "afs", "kafs"})
+_SMB = frozenset({"smb", "smb2", "cifs"})
+
+
+def denied_hint(directory: str, access: str) -> str:
+    """How to fix "permission denied" on ``directory`` for ``access`` ("read" for a follower, "write" for a
+    leader), as it fits this process's uid and the filesystem the directory is on.
+
+    >>> "writable by uid" in denied_hint("/tmp", "write")
+    True
+    """
+    from ._linux import shared_filesystem
+
+    filesystem = shared_filesystem(directory)
+    uid = os.geteuid()
+    able = "writable" if access == "write" else "readable"
+    if filesystem == "fuse" and not _can_stat(directory):
+        # The kernel refuses a FUSE mount to everyone but the user who mounted it, unless allow_other.
+        return (
+            f"{directory} is a FUSE mount that only the user who mounted it may use, root included: mount "
+            "it with -o allow_other (user_allow_other in /etc/fuse.conf), or run this as the user who "
+            "mounted it"
+        )
+    if filesystem == "nfs" and uid == 0:
+        return (
+            "the NFS server maps root to an unprivileged identity (root_squash, the default), so uid 0 "
+            f"grants nothing there: make the directory {able} by that identity on the server (for example "
+            f"group- or world-{able}), or export it with no_root_squash, or with all_squash and an anonuid "
+            f"that may {access}; Kubernetes' fsGroup does not apply to NFS volumes"
+        )
+    if filesystem == "nfs":
+        return (
+            f"make the directory {able} by uid {uid} on the NFS server; Kubernetes' fsGroup does not apply "
+            "to NFS volumes"
+        )
+    if filesystem in _SMB:
+        return (
+            f"the SMB server checks the account the share was mounted with, not uid {uid}: give that "
+            f"account {access} access to the directory, and mount the share so that uid {uid} may {access} "
+            "it (its uid=, gid=, dir_mode= options)"
+        )
+    if filesystem in _SERVER_CHECKED and uid == 0:
+        return (
+            f"the {filesystem} server may map root to an unprivileged identity (root squash), so uid 0 "
+            f"grants nothing there: make the directory {able} by that identity on the server"
+        )
+    if filesystem in _SERVER_CHECKED:
+        return f"make the directory {able} by uid {uid} on the {filesystem} server"
+    if filesystem == "fuse":
+        return (
+            f"the FUSE filesystem refused uid {uid}: make the directory {able} as that filesystem sees it "
+            "(for bindfs, the source directory; for sshfs, by the remote user)"
+        )
+    if uid == 0:
+        return (
+            "uid 0 was refused: without CAP_DAC_OVERRIDE (capabilities dropped, or a user namespace that "
+            "does not map the directory's owner) root is bound by the permission bits like any user, and an "
+            "immutable directory or a security module (SELinux, AppArmor) refuses root too; make the "
+            f"directory {able} by uid 0 (in Kubernetes, set fsGroup or use an emptyDir)"
+        )
+    return f"make the directory {able} by uid {uid} (in Kubernetes, set fsGroup or use an emptyDir)"
+
+
+def _can_stat(path: str) -> bool:
+    try:
+        os.stat(path)
+    except PermissionError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def is_marker_name(name: str) -> bool:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import errno
 import os
 
-from ._config import DEFAULT_NAME, resolve_directory, validate_code, validate_name, validate_signal_on
+from ._config import (
+    DEFAULT_NAME,
+    denied_hint,
+    require_directory,
+    resolve_directory,
+    validate_code,
+    validate_name,
+    validate_require_dir,
+    validate_signal_on,
+)
 from ._errors import ExitDirError
 from ._linux import HAVE_PROC_FD, proc_fd_path
 from ._liveness import LeaderLock
@@ -125,10 +134,8 @@ def publish(directory: str, name: str, data: bytes) -> None:
 
 def _write_error(directory: str, err: OSError) -> ExitDirError:
     if err.errno in (errno.EACCES, errno.EPERM):
-        return ExitDirError(
-            f"cannot write a marker in {directory}: permission denied; make the directory writable by "
-            f"uid {os.getuid()} (in Kubernetes, set fsGroup or use an emptyDir)"
-        )
+        hint = denied_hint(directory, "write")
+        return ExitDirError(f"cannot write a marker in {directory}: permission denied; {hint}")
     if err.errno == errno.EROFS:
         return ExitDirError(
             f"cannot write a marker in {directory}: read-only filesystem; mount a writable volume there"
@@ -142,12 +149,14 @@ def exit(
     reason: str | None = None,
     name: str = DEFAULT_NAME,
     directory: str | os.PathLike[str] | None = None,
+    require_dir: bool | None = None,
 ) -> pathlib.Path | None:
     """Tell every follower to exit: write the marker ``name`` into the exit directory.
 
     The directory is ``directory``, else ``$EXIT_DIR``; with neither set this does nothing and returns
-    None, as Go's ``exitdir.Exit()`` does, so it is safe to call unconditionally. The marker appears
-    atomically with its content complete. Calling it again replaces the marker.
+    None, as Go's ``exitdir.Exit()`` does, so it is safe to call unconditionally. ``require_dir=True``
+    (or, when it is None, ``$EXITDIR_REQUIRE_DIR=1``) makes that an ExitDirError instead. The marker
+    appears atomically with its content complete. Calling it again replaces the marker.
 
     >>> import exitdir, os, tempfile
     >>> d = tempfile.mkdtemp()
@@ -156,7 +165,7 @@ def exit(
     >>> os.listdir(d)
     ['exitFile']
     """
-    path = write_marker(code, reason=reason, name=name, directory=directory)
+    path = write_marker(code, reason=reason, name=name, directory=directory, require_dir=require_dir)
     if path is None:
         return None
     import pathlib
@@ -165,14 +174,19 @@ def exit(
 
 
 def write_marker(
-    code: int, *, reason: str | None, name: str, directory: str | os.PathLike[str] | None
+    code: int,
+    *,
+    reason: str | None,
+    name: str,
+    directory: str | os.PathLike[str] | None,
+    require_dir: bool | None = None,
 ) -> str | None:
     """:func:`exit` without building a ``pathlib.Path`` (importing pathlib costs the CLI ~6 ms)."""
     code = validate_code(code)
     name = validate_name(name)
     if reason is not None and not isinstance(reason, str):
         raise ExitDirError(f"reason {reason!r} is not a string: pass text or None")
-    resolved = resolve_directory(directory)
+    resolved = require_directory(resolve_directory(directory), validate_require_dir(require_dir))
     if resolved is None:
         return None
     publish(resolved, name, encode(code, reason, name))
@@ -202,9 +216,11 @@ class Leadership:
         *,
         directory: str | os.PathLike[str] | None = None,
         signal_on: str = "always",
+        require_dir: bool | None = None,
     ) -> None:
         self.name = validate_name(name)
         self.signal_on = validate_signal_on(signal_on)
+        self.require_dir = validate_require_dir(require_dir)
         self._given = directory
         self.directory: str | None = None  # the absolute exit directory, once begin() has resolved it
         self._lock: LeaderLock | None = None
@@ -215,8 +231,9 @@ class Leadership:
 
     def begin(self) -> None:
         """Resolve the directory (now: ``$EXIT_DIR`` may be set after a decorator was applied), remove our
-        own stale marker, take the liveness lock."""
-        self.directory = directory = resolve_directory(self._given)
+        own stale marker, take the liveness lock. In strict mode a missing directory raises ExitDirError
+        here, before the leader's work starts: it could not report its end."""
+        self.directory = directory = require_directory(resolve_directory(self._given), self.require_dir)
         if directory is None:
             return
         try:
@@ -277,6 +294,8 @@ class leader:
     outright (SIGKILL, the OOM killer) its followers still end. On entry it removes a marker of its own
     name left by an earlier run. ``signal_on="success"`` writes the marker only when the block succeeds,
     for a leader that its orchestrator restarts on failure (``restartPolicy: OnFailure``).
+    ``require_dir=True`` (or ``$EXITDIR_REQUIRE_DIR=1``) makes a missing exit directory an ExitDirError
+    on entry, before the block runs.
 
     >>> import exitdir, tempfile
     >>> d = tempfile.mkdtemp()
@@ -296,8 +315,10 @@ class leader:
         *,
         directory: str | os.PathLike[str] | None = None,
         signal_on: str = "always",
+        require_dir: bool | None = None,
     ) -> None:
-        self._run = Leadership(name, directory=directory, signal_on=signal_on)  # validates them now
+        # Validates them now; the directory is resolved (and, in strict mode, required) on entry.
+        self._run = Leadership(name, directory=directory, signal_on=signal_on, require_dir=require_dir)
 
     def _begin(self) -> None:
         self._run.begin()

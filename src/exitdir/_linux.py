@@ -74,6 +74,39 @@ def filesystem_type(path: str) -> int | None:
         return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+# statfs f_type (linux/magic.h) of filesystems shared with other clients: other machines, or a FUSE
+# daemon's backing store. Their server, not this kernel, decides who may do what (root included), and a
+# change made by another client raises no inotify event here.
+SHARED_FILESYSTEMS = {
+    0x6969: "nfs",
+    0x517B: "smb",
+    0xFE534D42: "smb2",
+    0xFF534D42: "cifs",
+    0x65735546: "fuse",
+    0x01021997: "9p",
+    0x00C36400: "ceph",
+    0x0BD00BD0: "lustre",
+    0x47504653: "gpfs",
+    0x5346414F: "afs",
+    0x6B414653: "kafs",
+    0x73757245: "coda",
+    0x564C: "ncp",
+    0x7461636F: "ocfs2",
+    0x01161970: "gfs2",
+}
+
+
+def shared_filesystem(path: str) -> str | None:
+    """The name of the shared filesystem ``path`` is on (``"nfs"``, ``"fuse"``...), else None (local or
+    unknown). A missing ``path`` is judged by its nearest existing ancestor.
+
+    >>> shared_filesystem("/proc") is None
+    True
+    """
+    fs_type = filesystem_type(path)
+    return None if fs_type is None else SHARED_FILESYSTEMS.get(fs_type)
+
+
 # -- processes ----------------------------------------------------------------------------------------
 
 _PR_SET_CHILD_SUBREAPER = 36

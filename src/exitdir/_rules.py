@@ -39,6 +39,11 @@ TRIP = "trip"  # this marker trips the follower
 COUNTED = "counted"  # a named leader's marker, recorded; others are still awaited (require="all")
 STALE = "stale"  # written before this machine last booted: ignored
 NOT_NAMED = "not named"  # a marker of a leader nobody asked about: ignored
+# Why an ignored marker does not count, in words (``exitdir status`` prints it beside the marker).
+WHY_IGNORED = {
+    STALE: "written before this machine last booted, its boot_id differs",
+    NOT_NAMED: "not one of the leaders asked about",
+}
 
 # A leader's liveness, as its lock shows it: (running, restartable).
 LockFlags = tuple[bool, bool]

@@ -16,8 +16,10 @@ from ._config import (
     REQUIRE_ALL,
     check_watchable,
     leader_names,
+    require_directory,
     resolve_directory,
     validate_require,
+    validate_require_dir,
     validate_timeout,
 )
 from ._linux import boot_id
@@ -395,12 +397,14 @@ def aware(
     poll_interval: float | None = None,
     names: Iterable[str] | None = None,
     require: str = REQUIRE_ALL,
+    require_dir: bool | None = None,
 ) -> ExitToken:
     """Watch the exit directory (``directory``, else ``$EXIT_DIR``) and return a token that trips on a marker.
 
     A marker already present, or written while the watch is being set up, trips it too. With no directory
-    configured the token never trips, as Go's ``exitdir.Aware(ctx)`` returns ``ctx`` unchanged. A directory
-    that does not exist yet is waited for (with one warning). ``backend`` is ``"auto"`` (default),
+    configured the token never trips, as Go's ``exitdir.Aware(ctx)`` returns ``ctx`` unchanged, unless
+    ``require_dir=True`` (or, when it is None, ``$EXITDIR_REQUIRE_DIR=1``) makes that an ExitDirError. A
+    directory that does not exist yet is waited for (with one warning). ``backend`` is ``"auto"`` (default),
     ``"inotify"`` or ``"poll"``; ``poll_interval`` is in seconds. Both default to ``$EXITDIR_BACKEND`` and
     ``$EXITDIR_POLL_INTERVAL``.
 
@@ -421,7 +425,7 @@ def aware(
     """
     leaders = leader_names(names)
     validate_require(require)
-    resolved = resolve_directory(directory)
+    resolved = require_directory(resolve_directory(directory), validate_require_dir(require_dir))
     if resolved is not None:
         check_watchable(resolved)
     return ExitToken(resolved, backend=backend, poll_interval=poll_interval, names=leaders, require=require)

@@ -12,8 +12,8 @@ import sys
 from .._config import validate_interval
 from .._errno import FallbackRequired
 from .._errors import ExitDirError
-from .._linux import filesystem_type
-from .._log import debug_once
+from .._linux import shared_filesystem
+from .._log import debug_once, warn_once
 from ._poll import PollWatch
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -26,35 +26,41 @@ ENV_POLL_INTERVAL = "EXITDIR_POLL_INTERVAL"
 BACKENDS = ("auto", "inotify", "poll")
 DEFAULT_POLL_INTERVAL = 0.25
 
-# statfs f_type of filesystems where a change made by another client (another node, the host, a FUSE
-# daemon's backing store) raises no inotify event here.
-BLIND_FILESYSTEMS = {
-    0x6969: "nfs",
-    0x517B: "smb",
-    0xFE534D42: "smb2",
-    0xFF534D42: "cifs",
-    0x65735546: "fuse",
-    0x01021997: "9p",
-    0x00C36400: "ceph",
-    0x0BD00BD0: "lustre",
-    0x47504653: "gpfs",
-    0x5346414F: "afs",
-    0x6B414653: "kafs",
-    0x73757245: "coda",
-    0x564C: "ncp",
-    0x7461636F: "ocfs2",
-    0x01161970: "gfs2",
-}
-
 
 def poll_reason(directory: str) -> str | None:
-    """Why automatic choice must poll ``directory``, or None if inotify can be trusted there."""
+    """Why automatic choice must poll ``directory``, or None if inotify can be trusted there: it cannot on
+    a filesystem shared with other clients (``_linux.SHARED_FILESYSTEMS``), blind to their writes."""
     if not sys.platform.startswith("linux"):
         return f"no inotify on {sys.platform}"
-    fs_type = filesystem_type(directory)
-    if fs_type in BLIND_FILESYSTEMS:
-        return f"{directory} is on {BLIND_FILESYSTEMS[fs_type]}, where inotify misses other clients' writes"
+    blind = shared_filesystem(directory)
+    if blind is not None:
+        return f"{directory} is on {blind}, where inotify misses other clients' writes"
     return None
+
+
+def _warn_if_blind(directory: str, backend: str | None) -> None:
+    """Warn, once per directory, that inotify was forced where it cannot see other clients' writes.
+
+    A warning, not an error: inotify does see writes made through this same mount, so forcing it can be
+    legitimate (every leader on this machine, writing through this mount).
+    """
+    blind = shared_filesystem(directory)  # always None off Linux
+    if blind is None:
+        return
+    if backend is None:
+        forced, fix = f"{ENV_BACKEND}=inotify", f"set {ENV_BACKEND}=auto or poll"
+    else:
+        forced, fix = "backend='inotify'", "use backend='auto' or 'poll'"
+    missed = (
+        "beneath it (in the FUSE filesystem's backing store)"
+        if blind == "fuse"
+        else "on other machines that share it (or on its server)"
+    )
+    warn_once(
+        f"blind:{directory}",
+        f"{forced} on {directory}, which is on {blind}: inotify sees only changes made through this "
+        f"mount, so this follower will miss markers written {missed}; {fix} to poll it instead",
+    )
 
 
 def configured_backend(backend: str | None) -> str:
@@ -90,6 +96,8 @@ def open_watch(
         reason = poll_reason(directory)
         if reason is not None:
             return _polling(directory, on_change, interval, reason, trusted=False)
+    if choice == "inotify":
+        _warn_if_blind(directory, backend)
     try:
         from ._inotify import InotifyWatch
 
