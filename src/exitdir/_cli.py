@@ -17,11 +17,13 @@ from ._config import (
     SIGNAL_ON,
     resolve_directory,
     validate_code,
+    validate_name,
     validate_seconds,
     validate_signal,
     validate_signal_on,
 )
 from ._errors import ExitDirError
+from ._text import printable
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -41,6 +43,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 124  # as GNU timeout(1)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a reader that went away
 
 
 class _UsageError(Exception):
@@ -53,9 +56,68 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
+class _Output:
+    """``sys.stdout`` or ``sys.stderr`` as every command writes to it: one line at a time, never raising.
+
+    A line is made safe first: control characters and lone surrogates (from a marker, a path, a command)
+    are escaped, so it is one line that cannot drive the terminal, and whatever the stream's encoding
+    cannot show (LANG=C) is backslash-escaped instead of failing. When a write fails (a reader that went
+    away, a closed or full stream) the stream is not written again and ``failure`` says why; a message can
+    then never stop supervision, and a leader still writes its marker.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failure: str | None = None
+        self.broken_pipe = False
+
+    def line(self, text: str) -> None:
+        if self.failure is not None:
+            return
+        stream = getattr(sys, self.name)
+        if stream is None:  # the descriptor was closed when Python started
+            self.failure = f"cannot write to {self.name}: it is closed"
+            return
+        try:
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            stream.write(printable(text).encode(encoding, "backslashreplace").decode(encoding) + "\n")
+            stream.flush()
+        except (OSError, ValueError) as err:  # ValueError: the file object was closed
+            self.broken_pipe = isinstance(err, BrokenPipeError)
+            self.failure = f"cannot write to {self.name}: {getattr(err, 'strerror', None) or err}"
+            if self.name == "stdout":
+                _discard(stream)
+
+
+def _discard(stream: object) -> None:
+    """Point ``stream``'s descriptor at /dev/null: what is still buffered then goes nowhere when Python
+    flushes at exit, instead of failing there ("Exception ignored", and status 120). Only stdout: the
+    stderr descriptor is shared with the program ``lead``/``follow`` runs, whose output is its business."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
+        os.dup2(null, fd, inheritable=fd <= 2)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
+
+
+_stdout = _Output("stdout")
+_stderr = _Output("stderr")
+
+
+def _print(text: str) -> None:
+    """A line of the command's output (status, a marker, JSON)."""
+    _stdout.line(text)
+
+
 def _say(args: argparse.Namespace, message: str) -> None:
     if not getattr(args, "quiet", False):
-        print(f"exitdir: {message}", file=sys.stderr, flush=True)
+        _stderr.line(f"exitdir: {message}")
 
 
 def _say_no_directory(args: argparse.Namespace, consequence: str) -> None:
@@ -68,7 +130,7 @@ def _say_no_directory(args: argparse.Namespace, consequence: str) -> None:
 
 
 def _error(message: str) -> None:
-    print(f"exitdir: error: {message}", file=sys.stderr, flush=True)
+    _stderr.line(f"exitdir: error: {message}")
 
 
 def _checked(validate: Callable[[str], T], name: str) -> Callable[[str], T]:
@@ -96,6 +158,7 @@ _code = _checked(lambda text: validate_code(_as_int(text)), "exit code")
 _seconds = _checked(lambda text: validate_seconds(text, "duration"), "seconds")
 _signal = _checked(validate_signal, "signal")
 _signal_on = _checked(validate_signal_on, "signal_on")
+_name = _checked(validate_name, "name")
 
 
 def _cmd_exit(args: argparse.Namespace) -> int:
@@ -126,9 +189,9 @@ def _cmd_wait(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(marker.as_dict()), flush=True)
+        _print(json.dumps(marker.as_dict()))
     elif args.verbose:
-        print(describe(marker), flush=True)
+        _print(describe(marker))
     return EXIT_OK
 
 
@@ -172,7 +235,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "running": running_count,
             "would_exit": would_exit,
         }
-        print(json.dumps(doc), flush=True)
+        _print(json.dumps(doc))
         return EXIT_OK
     lines = []
     for name, state in leaders.items():
@@ -194,7 +257,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         awaited = ", ".join(name for name in names if name not in rules.counted)
         lines.append(f"followers would keep running: waiting for {awaited}")
     for line in lines:
-        print(line, flush=True)
+        _print(line)
     return EXIT_OK
 
 
@@ -295,8 +358,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from . import _demo
 
     if args.role == "busy":
-        return _demo.busy()
-    return _demo.work(args.seconds)
+        return _demo.busy(_print)
+    return _demo.work(args.seconds, _print)
 
 
 def _require_dir(sub: argparse.ArgumentParser) -> None:
@@ -328,7 +391,7 @@ def _supervised(sub: argparse.ArgumentParser) -> None:
 def _configure_exit(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--code", type=_code, default=0, help="exit code to report (0..255, default 0)")
     sub.add_argument("--reason", help="a short text saying why")
-    sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
+    sub.add_argument("--name", type=_name, default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
     sub.add_argument("-v", "--verbose", action="store_true", help="say which file was written")
     _require_dir(sub)
     _common(sub)
@@ -339,6 +402,7 @@ def _leaders(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--leader",
         action="append",
+        type=_name,
         metavar="NAME",
         help="only this leader's marker counts (repeatable; default: any marker)",
     )
@@ -373,7 +437,7 @@ def _configure_status(sub: argparse.ArgumentParser) -> None:
 
 
 def _configure_lead(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--name", default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
+    sub.add_argument("--name", type=_name, default=DEFAULT_NAME, help=f"marker name (default {DEFAULT_NAME})")
     sub.add_argument(
         "--signal-on",
         type=_signal_on,
@@ -470,8 +534,45 @@ def _stop_on_sigterm() -> _Handler:
         return None
 
 
+def _open_closed_std_fds() -> None:
+    """Put /dev/null on whichever of fds 0, 1 and 2 is closed. Otherwise the first file we open takes
+    that number (a lock, the inotify fd), and a program we start writes its errors into it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd itself
+        except OSError:
+            return  # no /dev/null here: nothing better to do
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        os.set_inheritable(fd, True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    If stdout fails, the command still does what it must (a leader writes its marker), then exits with
+    141 when its reader went away (as if SIGPIPE had ended it, without a traceback) or 1 for any other
+    write error, instead of reporting success for output nobody got.
+    """
+    global _stdout, _stderr
+    _stdout, _stderr = _Output("stdout"), _Output("stderr")
+    _open_closed_std_fds()
+    status = _main(argv)
+    if _stdout.failure is None or status != EXIT_OK:
+        return status
+    if _stdout.broken_pipe:
+        return EXIT_BROKEN_PIPE
+    _error(f"{_stdout.failure}; the output is lost: give exitdir a stdout it can write to")
+    return EXIT_ERROR
+
+
+def _main(argv: Sequence[str] | None) -> int:
     previous_sink = _log.sink
     previous_term: _Handler = None
     try:
@@ -488,10 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         return 128 + signal.SIGTERM
     except _UsageError as err:
-        print(f"exitdir: usage: {err}", file=sys.stderr, flush=True)
+        _stderr.line(f"exitdir: usage: {err}")
         return EXIT_USAGE
     except ExitDirError as err:
-        print(f"exitdir: error: {err}", file=sys.stderr, flush=True)
+        _error(str(err))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

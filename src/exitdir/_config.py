@@ -202,12 +202,27 @@ def is_marker_name(name: str) -> bool:
     return not name.startswith(".") and name != "lost+found"
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_name(name: str) -> str:
     """Return ``name`` if a leader may write a marker under it, else raise ExitDirError saying why."""
     if not isinstance(name, str) or name == "":
         raise _error(f"marker name {name!r} is empty: use a plain file name such as 'exitFile'")
     if "\0" in name:
         raise _error(f"marker name {name!r} contains a NUL byte: use a plain file name")
+    if not _is_unicode(name):
+        # Python's stand-in for undecodable bytes (\udc80-\udcff): a marker's name must read the same to
+        # every follower, Go's and JSON's included, so it must be real text.
+        raise _error(
+            f"marker name {name!r} is not valid UTF-8 text (it holds undecodable bytes or lone surrogates): "
+            "use a plain file name such as 'exitFile'"
+        )
     if "/" in name or name in {".", ".."}:
         raise _error(
             f"marker name {name!r} is a path, not a file name: use a plain name such as 'exitFile' "

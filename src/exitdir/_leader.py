@@ -276,11 +276,19 @@ def outcome(exc: BaseException | None) -> tuple[int, str | None]:
             return 0, None
         if isinstance(exc.code, int) and not isinstance(exc.code, bool):
             return exc.code & 0xFF, None  # what the process will really exit with
-        return 1, str(exc.code)
+        return 1, _text_of(exc.code)
     if isinstance(exc, KeyboardInterrupt):
         return 130, "KeyboardInterrupt"  # as a shell reports a SIGINT death
-    message = str(exc)
+    message = _text_of(exc)
     return 1, f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _text_of(value: object) -> str:
+    """``str(value)``, or "" if its ``__str__`` fails: a broken exception must not cost the marker."""
+    try:
+        return str(value)
+    except Exception:
+        return ""
 
 
 class leader:

@@ -15,6 +15,7 @@ import time
 
 from ._config import is_marker_name
 from ._linux import boot_id as this_boot_id
+from ._text import printable
 
 FORMAT_VERSION = 1
 # Markers are a few hundred bytes; reading more would let a hostile file cost us memory.
@@ -89,15 +90,20 @@ class Marker:
 def describe(marker: Marker | None) -> str:
     """One line for people: ``exitFile: code 3: 2 tests failed``.
 
+    Whatever the marker holds, the line is safe to print: control characters and lone surrogates in its
+    name, reason or problem are escaped (see ``_text.printable``), so a marker cannot drive the terminal.
+
     >>> describe(Marker("exitFile", kind="exitdir", code=3, reason="2 tests failed"))
     'exitFile: code 3: 2 tests failed'
+    >>> print(describe(Marker("exitFile", kind="exitdir", code=1, reason="\\x1b[2Jgone\\nx\\ud800")))
+    exitFile: code 1: \\x1b[2Jgone\\x0ax\\ud800
     """
     if marker is None:
         return "no marker"
     code = "unknown code" if marker.code is None else f"code {marker.code}"
     reason = f": {marker.reason}" if marker.reason else ""
     problem = f" ({marker.problem})" if marker.problem else ""
-    return f"{marker.name}: {code}{reason}{problem}"
+    return printable(f"{marker.name}: {code}{reason}{problem}")
 
 
 _FIELD_ORDER = ("name", "kind", "code", "reason", "pid", "hostname", "time", "boot_id", "problem")
@@ -112,17 +118,37 @@ def utc_timestamp(now: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
 
 
+def utf8_text(text: str) -> str:
+    """``text`` with every code point UTF-8 cannot carry (a lone surrogate, such as the ``\\udcff`` Python
+    makes of an undecodable byte in argv) replaced by U+FFFD, so a reason is never refused for its text.
+
+    >>> utf8_text("caf\\udce9 \\ud800!") == "caf\\ufffd \\ufffd!"
+    True
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
+    return text
+
+
 def encode(code: int, reason: str | None, name: str) -> bytes:
-    """The JSON document a leader writes (one line, newline-terminated, so `cat` shows it nicely)."""
-    if reason is not None and len(reason) > MAX_REASON_CHARS:
-        reason = reason[: MAX_REASON_CHARS - 1] + "\u2026"
+    """The JSON document a leader writes (one line, newline-terminated, so `cat` shows it nicely).
+
+    ``name`` was validated (it is valid Unicode); text that comes from elsewhere (the reason, the host
+    name) is made UTF-8-safe, so writing the marker never fails on its characters.
+    """
+    if reason is not None:
+        reason = utf8_text(reason)
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[: MAX_REASON_CHARS - 1] + "\u2026"
     doc = {
         "exitdir": FORMAT_VERSION,
         "code": code,
         "reason": reason,
         "name": name,
         "pid": os.getpid(),
-        "hostname": os.uname().nodename,
+        "hostname": utf8_text(os.uname().nodename),
         "time": utc_timestamp(),
         "boot_id": this_boot_id(),
     }
