@@ -270,18 +270,31 @@ def _command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def _reap_all(args: argparse.Namespace) -> bool:
-    """Whether orphans will be ours to reap: as PID 1 always, else with --subreaper where it works."""
-    if os.getpid() == 1:
-        return True
-    if not args.subreaper:
-        return False
-    from ._linux import set_child_subreaper
+def _reaping(args: argparse.Namespace) -> tuple[bool, bool]:
+    """(reap_all, kill_descendants): whether orphans will be ours to reap (as PID 1 always, else with
+    --subreaper or --kill-descendants where the platform allows it), and whether what the program leaves
+    running can be found and stopped."""
+    from ._linux import descendants_visible, set_child_subreaper
 
-    if set_child_subreaper():
-        return True
-    _say(args, "--subreaper is not supported on this platform; orphans are not reaped")
-    return False
+    kill = args.kill_descendants
+    if os.getpid() != 1 and not (args.subreaper or kill):
+        return False, False
+    if os.getpid() != 1 and not set_child_subreaper():
+        option = "--kill-descendants" if kill else "--subreaper"
+        left = ", and processes that leave CMD's process group are not stopped" if kill else ""
+        _say(
+            args,
+            f"{option} needs a child subreaper, which is not available here: orphans are not reaped{left}",
+        )
+        return False, False
+    if kill and not descendants_visible():
+        _say(
+            args,
+            "--kill-descendants cannot find CMD's descendants: /proc is missing or shows another pid "
+            "namespace (mount /proc for this one); processes that leave CMD's process group are not stopped",
+        )
+        return True, False
+    return True, kill
 
 
 def _cmd_lead(args: argparse.Namespace) -> int:
@@ -289,6 +302,8 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     from ._supervise import NOT_STARTED, supervise
 
     command = _command(args)
+    if not args.kill_descendants and (args.signal is not None or args.grace is not None):
+        raise _UsageError("--signal and --grace say how to stop what CMD leaves: add --kill-descendants")
     run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on, require_dir=args.require_dir)
     # The liveness lock is held from here until the marker is written: if this wrapper is killed
     # outright, followers see it go. In strict mode a missing directory ends here, before CMD runs.
@@ -296,7 +311,15 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     if run.directory is None:
         _say_no_directory(args, "followers will not be told")
     try:
-        outcome = supervise(command, reap_all=_reap_all(args), say=lambda message: _say(args, message))
+        reap_all, kill_descendants = _reaping(args)
+        outcome = supervise(
+            command,
+            stop_signal=signal.SIGTERM if args.signal is None else args.signal,
+            grace=10.0 if args.grace is None else args.grace,
+            reap_all=reap_all,
+            kill_descendants=kill_descendants,
+            say=lambda message: _say(args, message),
+        )
     except BaseException:
         run.finish(1, "exitdir lead failed")  # never leave followers waiting for a leader that is gone
         raise
@@ -322,6 +345,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     from ._token import aware
 
     command = _command(args)
+    reap_all, kill_descendants = _reaping(args)
     # In strict mode a missing directory is refused here, before the helper starts.
     with aware(args.dir, names=args.leader, require=args.require, require_dir=args.require_dir) as token:
         if token.directory is None:
@@ -332,7 +356,8 @@ def _cmd_follow(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             stop_signal=args.signal,
             grace=args.grace,
-            reap_all=_reap_all(args),
+            reap_all=reap_all,
+            kill_descendants=kill_descendants,
             say=lambda message: _say(args, message),
         )
     if outcome.why in (NOT_STARTED, EXITED):
@@ -384,6 +409,12 @@ def _supervised(sub: argparse.ArgumentParser) -> None:
         "--subreaper",
         action="store_true",
         help="reap orphaned descendants, as PID 1 does (automatic when running as PID 1)",
+    )
+    sub.add_argument(
+        "--kill-descendants",
+        action="store_true",
+        help="when CMD ends or is stopped, stop every process it left running too, setsid() and "
+        "double-forked daemons included: --signal, --grace seconds, then SIGKILL (implies --subreaper)",
     )
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
@@ -445,6 +476,15 @@ def _configure_lead(sub: argparse.ArgumentParser) -> None:
         default="always",
         help="write the marker always (default), or only when CMD succeeds (a leader that is restarted "
         "on failure, restartPolicy: OnFailure)",
+    )
+    sub.add_argument(
+        "--signal", type=_signal, help="with --kill-descendants: the signal for what CMD left (default TERM)"
+    )
+    sub.add_argument(
+        "--grace",
+        type=_seconds,
+        help="with --kill-descendants: seconds between that signal and SIGKILL (default 10); the marker "
+        "is written once they are gone",
     )
     _supervised(sub)
     sub.set_defaults(run=_cmd_lead)

@@ -124,6 +124,148 @@ def set_child_subreaper() -> bool:
     return True
 
 
+# -- /proc: the processes below this one ---------------------------------------------------------------
+
+
+class Process:
+    """One process as /proc/PID/stat shows it: enough to find a process's descendants and know it again.
+
+    ``start`` is its start time in clock ticks since boot: a pid and its start time name one process,
+    whereas a pid alone may be reused by another process as soon as the first one is reaped.
+    """
+
+    __slots__ = ("pgrp", "pid", "ppid", "start", "state")
+
+    def __init__(self, pid: int, ppid: int, pgrp: int, start: int, state: str) -> None:
+        self.pid = pid
+        self.ppid = ppid
+        self.pgrp = pgrp
+        self.start = start
+        self.state = state
+
+    @property
+    def alive(self) -> bool:
+        """Not a zombie: it can still do something, so it must be signalled."""
+        return self.state not in ("Z", "X")
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.pid, self.start)
+
+    def __repr__(self) -> str:
+        return f"Process({self.pid}, ppid={self.ppid}, pgrp={self.pgrp}, start={self.start}, {self.state})"
+
+
+def process(pid: int) -> Process | None:
+    """The process ``pid`` now, or None if there is none. Raises OSError if /proc cannot be read (EMFILE)."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:  # it ended between the open and the read
+        return None
+    finally:
+        os.close(fd)
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ")".
+    fields = data.rpartition(b")")[2].split()
+    try:
+        return Process(pid, int(fields[1]), int(fields[2]), int(fields[19]), fields[0].decode("ascii"))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def descendants_visible() -> bool:
+    """Whether /proc shows this process's own pid namespace, so that its descendants can be found there.
+
+    A process in a pid namespace of its own with the parent's /proc (``unshare --pid`` without
+    ``--mount-proc``) sees other pids there than its own: its children's pids would name other processes.
+    """
+    if not IS_LINUX:
+        return False
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def descendants() -> list[Process]:
+    """Every process below this one (children, theirs, and so on), zombies included, from /proc.
+
+    Raises OSError where /proc cannot be listed; only meaningful where :func:`descendants_visible`.
+    """
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = process(int(name))
+            if info is not None:
+                found.append(info)
+    return descendants_in(found, os.getpid())
+
+
+def descendants_in(table: list[Process], root: int) -> list[Process]:
+    """The processes of ``table`` whose parent chain leads to ``root``.
+
+    /proc is read one process at a time, so a parent may have ended and its pid been reused while the table
+    was read: a parent younger than its child is such a stranger, and the chain through it is cut.
+
+    >>> table = [Process(10, 1, 10, 500, "S"), Process(11, 10, 10, 510, "S"), Process(12, 11, 12, 505, "S")]
+    >>> [p.pid for p in descendants_in(table, 10)]  # 12 started before its "parent" 11: not 11's child
+    [11]
+    """
+    by_parent: dict[int, list[Process]] = {}
+    by_pid = {}
+    for info in table:
+        by_parent.setdefault(info.ppid, []).append(info)
+        by_pid[info.pid] = info
+    found = []
+    seen = {root}
+    parents = [root]
+    while parents:
+        parent = parents.pop()
+        older = by_pid.get(parent)
+        for child in by_parent.get(parent, ()):
+            if child.pid in seen or (parent != root and older is not None and older.start > child.start):
+                continue
+            seen.add(child.pid)
+            found.append(child)
+            parents.append(child.pid)
+    return found
+
+
+def signal_process(proc: Process, signum: int) -> bool:
+    """Send ``signum`` to ``proc`` if its pid still names that process; False if it is gone, not ours to
+    signal (it runs as another user), or cannot be checked.
+
+    A pidfd (Linux 5.3+) holds on to the process it was opened for: once its start time is checked
+    through /proc, the signal can only reach that process. Without one (an older kernel, a seccomp profile,
+    no fd left), the pid is checked just before :func:`os.kill`, which leaves a window of microseconds.
+    """
+    import signal
+
+    try:
+        pidfd: int | None = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        now = process(proc.pid)
+        if now is None or now.start != proc.start:
+            return False  # ended, and maybe its pid is another process's already
+        if pidfd is None:
+            os.kill(proc.pid, signum)
+        else:
+            signal.pidfd_send_signal(pidfd, signum)
+    except OSError:  # ESRCH: it ended; EPERM: another user's; EMFILE: it cannot be checked, so not signalled
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    return True
+
+
 _boot_id: list[str | None] = []
 
 

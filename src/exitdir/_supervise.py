@@ -4,7 +4,8 @@ Models: tini's ``main`` and dumb-init. :func:`supervise` is the one entry point 
 start the child in its own process group (``posix_spawn``, empty signal mask, default dispositions: Python
 ignores SIGPIPE and SIGXFSZ, and ignored signals survive ``exec``), relay signals to it, wait for it to
 exit or for the token to trip or the deadline to pass, stop it (signal, grace period, SIGKILL, and
-always a wait), reap it, and say what happened as an :class:`Outcome`. ``exitdir lead`` and ``exitdir
+always a wait), reap it, with ``kill_descendants`` stop whatever it left running outside its process group
+(tini's ``-g``, completed), and say what happened as an :class:`Outcome`. ``exitdir lead`` and ``exitdir
 follow`` only map the outcome to an exit status.
 """
 
@@ -17,6 +18,7 @@ import signal
 import time
 
 from ._clock import poll_ms, sooner
+from ._linux import Process, descendants, signal_process
 from ._marker import describe
 from ._signals import CHILD_DEFAULTS, SignalRelay, signal_name
 
@@ -85,13 +87,15 @@ def supervise(
     stop_signal: int = signal.SIGTERM,
     grace: float = 10.0,
     reap_all: bool = False,
+    kill_descendants: bool = False,
     say: Callable[[str], None] = _quiet,
 ) -> Outcome:
     """Run ``argv`` until it exits, or until ``until`` trips or ``timeout`` seconds pass (then stop it).
 
-    ``reap_all``: orphans are reparented to us (PID 1, or a subreaper) and must be reaped too. ``say``
-    receives the wrapper's own messages. Call from the main thread: signal handlers are installed for the
-    duration, then restored.
+    ``reap_all``: orphans are reparented to us (PID 1, or a subreaper) and must be reaped too.
+    ``kill_descendants`` (with ``reap_all``, on Linux): every other process below us is stopped too, however
+    supervision ends: ``stop_signal``, ``grace``, then SIGKILL. ``say`` receives the wrapper's own
+    messages. Call from the main thread: signal handlers are installed for the duration, then restored.
     """
     command = argv[0]
     if until is not None and until.is_set():
@@ -103,15 +107,20 @@ def supervise(
         if isinstance(started, ChildExit):
             return Outcome(NOT_STARTED, started)
         child = _Child(started, relay, reap_all=reap_all)
+        strays = _Descendants(relay, say=say, what=command) if kill_descendants else None
         with _TerminalHandover(child.pid):
             relay.relay_to(child.pid)
             why = child.wait(until, deadline)
             if why != EXITED:
                 cause = f"no marker within {timeout:g} s" if why == TIMEOUT else _signalled(until)
                 say(f"{cause}; stopping {command} (pid {child.pid}) with {signal_name(stop_signal)}")
+                if strays is not None:  # at the same time as the group, within the same grace period
+                    strays.send(stop_signal, grace, sent_to_group=child.pid)
                 child.stop(stop_signal, grace, say=say, what=command)
             ended = child.reap()
             relay.stop_relaying()
+        if strays is not None:  # what it left running (setsid, a double-forked daemon) goes too
+            strays.stop(stop_signal, grace)
     return Outcome(why, ended, child.pid)
 
 
@@ -226,6 +235,115 @@ class _Child:
                 os.waitpid(info.si_pid, 0)
             except ChildProcessError:
                 pass
+
+
+# After the grace period, SIGKILL rounds: each kills what /proc shows and waits for it to be gone, a little
+# longer each time (SIGKILL waits for a process stuck in the kernel, on a dead NFS server say, to come
+# back). A fork bomb can outrun a round, since pids are signalled one by one; the rounds are bounded.
+_KILL_ROUNDS = 10
+_FIRST_KILL_WAIT = 0.01
+_LONGEST_KILL_WAIT = 1.0
+
+
+class _Descendants:
+    """Every process below the wrapper, found in /proc by its parent chain: tini's ``-g``, completed, so a
+    process that left the helper's group (``setsid()``, a double-forked daemon) is stopped too.
+
+    Needs the subreaper (or PID 1): an orphan is then reparented to us, so it stays our descendant until we
+    reap it, and the last one to go always wakes us with SIGCHLD (a live descendant hangs below a live
+    child of ours). A process is signalled only while its pid still names the process seen in /proc
+    (:func:`~exitdir._linux.signal_process`), and each gets the stop signal once.
+    """
+
+    def __init__(self, relay: SignalRelay, *, say: Callable[[str], None], what: str) -> None:
+        self._relay = relay
+        self._say = say
+        self._what = what
+        self._signalled: set[tuple[int, int]] = set()
+        self._deadline: float | None = None
+        self._blind = False  # /proc could not be read: nothing more can be found, so nothing is waited for
+
+    def send(self, signum: int, grace: float, *, sent_to_group: int | None = None) -> None:
+        """Send ``signum`` to every descendant that has not had it, and start the grace period if it has
+        not started. Members of process group ``sent_to_group`` have it already (the relay sent it)."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + grace
+        sent = []
+        for proc in self._alive() or ():
+            if proc.key in self._signalled:
+                continue
+            self._signalled.add(proc.key)
+            if proc.pgrp != sent_to_group and signal_process(proc, signum):
+                sent.append(proc.pid)
+        if sent:
+            self._say(
+                f"stopping {_count(sent)} started by {self._what} ({_pids(sent)}) with {signal_name(signum)}"
+            )
+
+    def stop(self, signum: int, grace: float) -> None:
+        """``signum`` to every descendant that has not had it, the rest of the grace period, then SIGKILL
+        in rounds until none is left; every one that ends is reaped."""
+        self.send(signum, grace)
+        assert self._deadline is not None
+        if self._blind or self._gone(self._deadline):
+            return
+        wait, warned = _FIRST_KILL_WAIT, False
+        for _ in range(_KILL_ROUNDS):
+            killed = [proc.pid for proc in self._alive() or () if signal_process(proc, signal.SIGKILL)]
+            if killed and not warned:
+                warned = True
+                self._say(
+                    f"{_count(killed)} started by {self._what} ({_pids(killed)}) did not exit within "
+                    f"{grace:g} s of {signal_name(signum)}; sending SIGKILL"
+                )
+            if self._blind or self._gone(time.monotonic() + wait):
+                return
+            wait = min(2 * wait, _LONGEST_KILL_WAIT)
+        left = [proc.pid for proc in self._alive() or ()]
+        if left:
+            self._say(
+                f"{_count(left)} started by {self._what} ({_pids(left)}) still running after {_KILL_ROUNDS} "
+                "rounds of SIGKILL (stuck in the kernel, or a fork bomb); leaving them"
+            )
+
+    def _alive(self) -> list[Process] | None:
+        """The descendants that are not zombies; None once /proc could not be read (said once)."""
+        if self._blind:
+            return None
+        try:
+            return [proc for proc in descendants() if proc.alive]
+        except OSError as err:
+            self._blind = True
+            self._say(f"cannot list the processes started by {self._what} ({err}); leaving them running")
+            return None
+
+    def _gone(self, deadline: float) -> bool:
+        """Reap every child that has ended; True once none is left (so no descendant either), False if
+        ``deadline`` passes first."""
+        poller = select.poll()
+        poller.register(self._relay.fileno(), select.POLLIN)
+        while True:
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0] != 0:
+                    pass
+            except ChildProcessError:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            poller.poll(poll_ms(left))  # SIGCHLD wakes it
+            self._relay.drain()
+
+
+def _count(pids: list[int]) -> str:
+    return "1 process" if len(pids) == 1 else f"{len(pids)} processes"
+
+
+def _pids(pids: list[int], shown: int = 5) -> str:
+    """``pid 7``, ``pids 7, 8``, ``pids 1, 2, 3, 4, 5 and 3 more``."""
+    listed = ", ".join(str(pid) for pid in pids[:shown])
+    more = f" and {len(pids) - shown} more" if len(pids) > shown else ""
+    return f"pid{'s' if len(pids) > 1 else ''} {listed}{more}"
 
 
 class _TerminalHandover:
