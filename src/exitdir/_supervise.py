@@ -142,6 +142,9 @@ def _spawn(argv: Sequence[str]) -> int | ChildExit:
         return ChildExit(EXIT_NOT_EXECUTABLE, f"cannot execute {command}: {err.strerror}")
 
 
+_KILLED_GROUP_WAIT = 2.0  # seconds for SIGKILLed group members to die; only one stuck in the kernel takes it
+
+
 class _Child:
     """The main child: its exit is seen with ``waitid(WNOWAIT)``, which leaves it a zombie until
     :meth:`reap`. While it is a zombie its pid, and so its process group id, cannot be reused, so the
@@ -152,6 +155,7 @@ class _Child:
         self._relay = relay
         self._reap_all = reap_all
         self._exited = False
+        self._group_killed = False
 
     def wait(self, until: ExitToken | None, deadline: float | None) -> str:
         """Block until the child exits (EXITED), ``until`` trips (MARKER) or ``deadline`` passes (TIMEOUT)."""
@@ -202,6 +206,7 @@ class _Child:
         # Whatever else the group still holds (a child that ignored the signal) goes too: the zombie main
         # child still pins the pgid, so this cannot hit an unrelated process.
         self._relay.send(signal.SIGKILL)
+        self._group_killed = True
 
     def reap(self) -> ChildExit:
         """Reap the main child (after :meth:`wait` said EXITED) and any orphans; how the child ended."""
@@ -211,7 +216,28 @@ class _Child:
         except ChildProcessError:  # someone else reaped it: the status is lost
             status = 0
         self._reap_orphans()
+        if self._reap_all and self._group_killed:
+            self._reap_killed_group()
         return ChildExit.from_wait_status(status)
+
+    def _reap_killed_group(self) -> None:
+        """Members of the SIGKILLed group reparented to us die within moments: reap them before we exit, or
+        each is left a zombie for another init. Bounded: one stuck in the kernel is left to that init."""
+        deadline = time.monotonic() + _KILLED_GROUP_WAIT
+        poller = select.poll()
+        poller.register(self._relay.fileno(), select.POLLIN)  # SIGCHLD writes there
+        while True:
+            try:
+                pid, _ = os.waitpid(-self.pid, os.WNOHANG)  # the pgid outlives the leader while members live
+            except ChildProcessError:
+                return  # none of our children is left in the group
+            if pid:
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            poller.poll(poll_ms(left))
+            self._relay.drain()
 
     def _has_exited(self) -> bool:
         if not self._exited:
