@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 #   golang-go, golang-github-fsnotify-fsnotify-dev: the Go follower/leader of the wire-compatibility tests
 #   util-linux: unshare and mount, for the PID 1 and read-only filesystem tests
 #   bindfs, fuse3: a real FUSE mount, where inotify is blind to writes made underneath (like NFS)
-TEST_DEBS := golang-go golang-github-fsnotify-fsnotify-dev util-linux bindfs fuse3
+#   libfuse2: the library fusepy drives, for the stand-in NFS server whose directory goes stale
+TEST_DEBS := golang-go golang-github-fsnotify-fsnotify-dev util-linux bindfs fuse3 libfuse2
 #   podman, runc: a real container runtime to play the Kubernetes manifests; debootstrap: a base image
 #   without a registry; the rest are podman's helpers that --no-install-recommends would leave out
 E2E_DEBS := podman runc debootstrap uidmap slirp4netns fuse-overlayfs catatonit

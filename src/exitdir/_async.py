@@ -136,6 +136,9 @@ async def _wait_token(token: ExitToken, timeout: float | None) -> Marker | None:
         driver.close()
         if timer is not None:
             timer.cancel()
+    error = token.error
+    if error is not None:
+        raise error.with_traceback(None)
     return token.marker
 
 
@@ -151,7 +154,8 @@ async def wait_for_exit(
 
     ``directory`` defaults to ``$EXIT_DIR``; with none configured this waits forever (or until the
     timeout), as a follower with nothing to follow would, unless ``require_dir`` makes that an error (as
-    in :func:`exitdir.aware`). Cancel the task to stop waiting.
+    in :func:`exitdir.aware`). Cancel the task to stop waiting. Raises ExitDirError if the directory is
+    lost for good while waiting (see :attr:`ExitToken.error`).
 
     >>> import asyncio, exitdir, tempfile
     >>> d = tempfile.mkdtemp()
@@ -178,7 +182,8 @@ class CancelOnExit:
 
     ``exit_requested`` says a marker appeared while the block ran (even if the block finished before it
     could be interrupted); ``interrupted`` says the block was cut short because of it. ``marker`` is the
-    marker, or None.
+    marker, or None. If the directory is lost for good while the block runs (the token *fails*, see
+    :attr:`ExitToken.error`), the block is cancelled too, and its end raises that ExitDirError.
     """
 
     def __init__(self, token: ExitToken) -> None:
@@ -197,7 +202,7 @@ class CancelOnExit:
     def _request_exit(self) -> None:
         # Runs as a loop callback, so the task is suspended inside the block: the cancel lands there.
         if self._inside and not self._cancelling and self._task is not None:
-            self.exit_requested = True
+            self.exit_requested = self._token.error is None  # else the watch failed: no exit was asked
             self._cancelling = True
             self._task.cancel(msg="exitdir: exit requested")
 
@@ -223,16 +228,20 @@ class CancelOnExit:
         if self._driver is not None:
             self._driver.close()
         self._token.close()
-        if self._token.is_set():
+        error = self._token.error
+        if error is None and self._token.is_set():
             self.exit_requested = True
-        if not self._cancelling or self._task is None:
-            return False
-        # On 3.11+, uncancel() tells our cancel apart from someone else's (an outer timeout, task.cancel()).
-        others = self._task.uncancel() if sys.version_info >= (3, 11) else 0
-        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and others == 0:
+        ours = False
+        if self._cancelling and self._task is not None:
+            # On 3.11+, uncancel() tells our cancel apart from someone else's (an outer timeout,
+            # task.cancel()).
+            others = self._task.uncancel() if sys.version_info >= (3, 11) else 0
+            ours = exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and others == 0
+        if error is not None and (exc_type is None or ours):
+            raise error.with_traceback(None) from None  # cannot watch any more: never a silent end
+        if ours:
             self.interrupted = True
-            return True
-        return False
+        return ours
 
 
 def cancel_on_exit(

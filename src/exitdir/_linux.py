@@ -56,9 +56,12 @@ def filesystem_type(path: str) -> int | None:
     """statfs(2) ``f_type`` of the nearest existing ancestor of ``path``; None where it cannot be read."""
     if not IS_LINUX:
         return None
-    import ctypes
+    try:
+        import ctypes
 
-    statfs = _libc().statfs
+        statfs = _libc().statfs
+    except OSError:  # no descriptor left even to read ctypes' source (a low `ulimit -n`): unknown
+        return None
     buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
     while True:
         encoded = os.fsencode(path)

@@ -14,6 +14,7 @@ import stat
 import time
 
 from ._config import is_marker_name
+from ._errno import lacking, lost
 from ._linux import boot_id as this_boot_id
 from ._text import printable
 
@@ -207,6 +208,8 @@ def read_marker(directory: str, name: str) -> Marker | None:
     """The marker ``name`` in ``directory``, or None if that entry is not (or no longer) a marker.
 
     Symlinks are never followed and FIFOs or devices are never opened: only regular files are markers.
+    Raises OSError when the look itself failed for want of a resource (EMFILE...) or on a stale handle:
+    then nothing is known about the entry yet.
     """
     if not is_marker_name(name):
         return None
@@ -221,6 +224,8 @@ def read_marker(directory: str, name: str) -> Marker | None:
     except OSError as err:
         if err.errno == errno.ELOOP:  # became a symlink between lstat and open
             return None
+        if lacking(err) or lost(err):
+            raise  # out of fds, a stale handle: this look tells nothing; the caller looks again
         # It exists and is a regular file, so it is a marker, even if we may not read it.
         return Marker(name, kind=KIND_UNKNOWN, code=None, problem=f"unreadable: {err.strerror}")
     try:
@@ -228,6 +233,8 @@ def read_marker(directory: str, name: str) -> Marker | None:
             return None
         data = os.read(fd, MAX_MARKER_BYTES)
     except OSError as err:
+        if lacking(err) or lost(err):
+            raise
         return Marker(name, kind=KIND_UNKNOWN, code=None, problem=f"unreadable: {err.strerror}")
     finally:
         os.close(fd)

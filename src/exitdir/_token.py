@@ -22,12 +22,14 @@ from ._config import (
     validate_require_dir,
     validate_timeout,
 )
+from ._errno import errno_text, explain, lacking, lost
+from ._errors import ExitDirError
 from ._linux import boot_id
 from ._liveness import held_offsets, leader_flags
 from ._log import warn_once
 from ._marker import Marker, list_markers, read_marker
 from ._rules import STALE, TRIP, TripRules
-from ._watch import open_watch
+from ._watch import configured_interval, open_watch
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -37,6 +39,11 @@ if TYPE_CHECKING:
 
     from ._rules import LockFlags
     from ._watch._base import Plan, Watch
+
+# A directory is lost for good (an NFS handle gone stale, a FUSE daemon gone) only when every look has
+# failed so for this long and this many times: a moment of ESTALE while a server fails over is not fatal.
+LOST_AFTER_SECONDS = 1.0
+LOST_AFTER_LOOKS = 3
 
 
 class ExitToken:
@@ -49,6 +56,12 @@ class ExitToken:
 
     "Exit requested" is all a token says; whether any work was interrupted is the caller's business.
     :meth:`close` stops watching and is idempotent; a closed token that never tripped stays un-set.
+
+    A token that can no longer watch is *failed*, which is not "exit requested": when the directory is
+    lost for good (a stale NFS handle or a dead FUSE daemon, persisting over several looks for a second
+    or more), :attr:`error` holds an :class:`~exitdir.ExitDirError` saying what happened and the fix, and
+    from then on :meth:`wait` and :meth:`is_set` raise it, every call, and callbacks never run. A look
+    that fails for want of a resource (no file descriptor left) is only retried, never a failure.
 
     >>> import exitdir, tempfile
     >>> d = tempfile.mkdtemp()
@@ -79,15 +92,22 @@ class ExitToken:
         self._callback_thread: threading.Thread | None = None
         self._waiters: list[Waiter] = []  # blocked outside the token: told when it trips or re-plans
         self._closed_event = threading.Event()
+        self._error: ExitDirError | None = None  # set once: the token failed (see the class docstring)
+        self._retry_at: float | None = None  # monotonic time to look again, after a look that failed
+        self._lack: OSError | None = None  # why the last look failed, if for want of a resource
+        self._lost_since: float | None = None  # when looks began to fail with a lost-for-good errno
+        self._lost_looks = 0
         self._watch: Watch | None = None
         self._backend: str | None = None
         self._plan_shape: tuple[int | None, bool] = (None, False)
+        # How long after a failed look to look again: the poll interval, for both backends.
+        self._retry_interval = configured_interval(poll_interval)
         if directory is not None:
             # open_watch scans once the watch is in place, so this may trip before it returns.
             watch = open_watch(directory, self._on_change, backend=backend, poll_interval=poll_interval)
             self._backend = watch.backend
             self._watch = watch
-            self._plan_shape = _shape(watch.plan())
+            self._plan_shape = _shape(self._plan())
 
     @property
     def directory(self) -> str | None:
@@ -105,6 +125,18 @@ class ExitToken:
         return self._marker
 
     @property
+    def error(self) -> ExitDirError | None:
+        """Why the token can no longer watch its directory (it *failed*), or None.
+
+        A failed token never trips; :meth:`wait` and :meth:`is_set` raise this error.
+
+        >>> import exitdir, tempfile
+        >>> exitdir.aware(tempfile.mkdtemp()).error is None
+        True
+        """
+        return self._error
+
+    @property
     def markers(self) -> dict[str, Marker]:
         """The markers seen so far of the leaders named in ``aware(names=...)``, by name.
 
@@ -120,11 +152,25 @@ class ExitToken:
             return dict(self._rules.counted)
 
     def _on_change(self, names: list[str] | None) -> None:
-        """The watch's delivery: ``names`` that may be new markers, or None to rescan (see OnChange)."""
-        if self._set or self._closed:
+        """The watch's delivery: ``names`` that may be new markers, or None to rescan (see OnChange).
+
+        A look that fails (no file descriptor left, a stale handle...) is looked at again after the
+        watch's interval: :meth:`_plan` carries the timer, so every front-end wakes for it.
+        """
+        if self._set or self._closed or self._error is not None:
             return
+        try:
+            self._look(names)
+        except OSError as err:
+            self._looked(names, err)
+        else:
+            self._looked(names, None)
+
+    def _look(self, names: list[str] | None) -> None:
         directory = self._directory
         assert directory is not None
+        # The lock table is read only after a complete look at the markers (a failed look raises): a leader
+        # that wrote its marker and then released its lock must not be taken for one that vanished.
         if self._consider(directory, names):
             return
         flags = _lock_flags(directory, self._rules.leader_keys)
@@ -140,11 +186,33 @@ class ExitToken:
                     vanished = self._rules.observe_locks(flags)
             if vanished is not None:
                 self._trip(vanished)
-                return
+
+    def _looked(self, names: list[str] | None, err: OSError | None) -> None:
+        """After a look: a failed one is retried on a timer; one lost for good fails the token."""
+        if self._set:
+            return
+        had_timer = self._retry_at is not None
         watch = self._watch
-        if names is None and watch is not None:
-            # A rescan follows every change of plan: wake the waiters still blocked on the old one.
-            shape = _shape(watch.plan())
+        if err is not None:
+            interval = self._retry_interval
+            now = time.monotonic()
+            self._retry_at = now + interval
+            self._lack = err if lacking(err) else None
+            if lost(err):
+                if self._lost_since is None:
+                    self._lost_since = now
+                self._lost_looks += 1
+                if self._lost_looks >= LOST_AFTER_LOOKS and now - self._lost_since >= LOST_AFTER_SECONDS:
+                    self._fail(_lost_error(self._directory, err, now - self._lost_since, self._lost_looks))
+                    return
+            _warn_failed_look(self._directory, err, interval)
+        elif names is None:  # a whole rescan succeeded: nothing is left to retry
+            self._retry_at = self._lack = self._lost_since = None
+            self._lost_looks = 0
+        if watch is not None and (names is None or had_timer != (self._retry_at is not None)):
+            # A rescan follows every change of the watch's plan, and a failed look changes ours: wake the
+            # waiters still blocked on the old one.
+            shape = _shape(self._plan())
             if shape != self._plan_shape:
                 self._plan_shape = shape
                 self._tell_waiters(watch)
@@ -160,6 +228,34 @@ class ExitToken:
             if verdict == STALE:
                 _warn_stale(directory, marker)
         return False
+
+    def _retry_if_due(self) -> None:
+        retry_at = self._retry_at
+        if retry_at is not None and time.monotonic() >= retry_at:
+            self._on_change(None)
+
+    def _plan(self) -> Plan:
+        """The watch's plan, with the timer of a failed look's retry: what every waiter blocks on."""
+        watch = self._watch
+        if watch is None or self._set or self._closed or self._error is not None:
+            return None, None
+        fd, timeout = watch.plan()
+        retry_at = self._retry_at
+        if retry_at is not None:
+            timeout = sooner(timeout, max(0.0, retry_at - time.monotonic()))
+        return fd, timeout
+
+    def _fail(self, error: ExitDirError) -> None:
+        with self._lock:
+            if self._set or self._error is not None:
+                return
+            self._error = error
+        self._tell_waiters(self._watch)
+
+    def _raise_if_failed(self) -> None:
+        error = self._error
+        if error is not None:
+            raise error.with_traceback(None)  # level-triggered: raised afresh by every call
 
     def _trip(self, marker: Marker) -> None:
         with self._lock:
@@ -184,21 +280,31 @@ class ExitToken:
     def is_set(self) -> bool:
         """Whether exit was requested. Never blocks; checks for new events each call.
 
+        Raises the token's :attr:`error` once it has failed.
+
         >>> import exitdir, tempfile
         >>> exitdir.aware(tempfile.mkdtemp()).is_set()
         False
         """
+        if not self._deliver():
+            self._raise_if_failed()
+        return self._set
+
+    def _deliver(self) -> bool:
+        """Deliver what is pending and retry a failed look if due, without blocking; whether tripped."""
         if self._set:
             return True
         watch = self._watch
-        if watch is not None:
+        if watch is not None and self._error is None:
             watch.pump(0)
+            self._retry_if_due()
         return self._set
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until exit is requested or ``timeout`` seconds pass; return :meth:`is_set`.
 
-        ``None`` waits forever. Returns early, False, if the token is closed meanwhile.
+        ``None`` waits forever. Returns early, False, if the token is closed meanwhile. Raises the
+        token's :attr:`error` once it has failed (a blocked call is woken to raise it).
 
         >>> import exitdir, tempfile
         >>> exitdir.aware(tempfile.mkdtemp()).wait(timeout=0.01)
@@ -214,13 +320,17 @@ class ExitToken:
             if remaining is not None and remaining <= 0:
                 break
             waiter.block(remaining)
+        if not self._set:
+            self._raise_if_failed()
         return self._set
 
     def add_callback(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once when exit is requested: now if it already was.
 
         Callbacks run in a helper thread started for them (keep them short; exceptions are logged and do
-        not stop later callbacks). They never run if the token is closed before it trips.
+        not stop later callbacks). They never run if the token is closed before it trips, nor if it
+        fails (that is logged as an error). Raises the token's :attr:`error` if it has failed already,
+        and ExitDirError if the helper thread cannot be started (a process or thread limit).
 
         >>> import exitdir, tempfile
         >>> d = tempfile.mkdtemp()
@@ -230,17 +340,33 @@ class ExitToken:
         """
         with self._lock:
             if not self._set:
+                self._raise_if_failed()
                 self._callbacks.append(callback)
                 if self._callback_thread is None and not self._closed:
-                    self._callback_thread = threading.Thread(
+                    thread = threading.Thread(
                         target=self._run_callbacks, name="exitdir-callbacks", daemon=True
                     )
-                    self._callback_thread.start()
+                    try:
+                        thread.start()
+                    except RuntimeError as err:  # "can't start new thread": EAGAIN at a limit
+                        self._callbacks.remove(callback)
+                        raise ExitDirError(
+                            f"cannot start the thread that runs exit callbacks: {err}; raise the process "
+                            "limit (ulimit -u, or the container's pids limit), or call wait() in a thread "
+                            "of your own"
+                        ) from None
+                    self._callback_thread = thread
                 return
         callback()
 
     def _run_callbacks(self) -> None:
-        self.wait()
+        try:
+            self.wait()
+        except ExitDirError as err:
+            import logging
+
+            logging.getLogger("exitdir").error("exit callbacks not run: %s", err)
+            return
         with self._lock:
             if not self._set:
                 return
@@ -279,12 +405,15 @@ class ExitToken:
         self.close()
 
     def __repr__(self) -> str:
-        state = "set" if self._set else "closed" if self._closed else "waiting"
+        state = "set" if self._set else "failed" if self._error else "closed" if self._closed else "waiting"
         return f"<ExitToken {state} directory={self._directory!r} backend={self._backend!r}>"
 
 
 def _markers_in(directory: str, names: list[str] | None) -> Iterable[Marker]:
-    """The markers among ``names`` in ``directory``, or all of them for None (a rescan)."""
+    """The markers among ``names`` in ``directory``, or all of them for None (a rescan).
+
+    Raises OSError when the look fails (it is retried), except for a directory that does not exist yet.
+    """
     if names is not None:
         # Lazily: the first name is usually the marker that trips us, and the rest (such as the anonymous
         # name O_TMPFILE's close reports) then cost no lstat on the way to the caller.
@@ -295,9 +424,22 @@ def _markers_in(directory: str, names: list[str] | None) -> Iterable[Marker]:
         warn_once(
             f"missing:{directory}", f"exit directory {directory} does not exist yet; waiting for it to appear"
         )
-    except OSError as err:
-        warn_once(f"unreadable:{directory}", f"cannot list exit directory {directory}: {err.strerror}")
     return ()
+
+
+def _warn_failed_look(directory: str | None, err: OSError, interval: float) -> None:
+    warn_once(
+        f"look:{directory}:{err.errno}",
+        f"cannot list exit directory {directory}: {explain(err)}; looking again every {interval:g} s",
+    )
+
+
+def _lost_error(directory: str | None, err: OSError, seconds: float, looks: int) -> ExitDirError:
+    return ExitDirError(
+        f"exit directory {directory} is lost: {errno_text(err.errno)} for {seconds:.1f} s over {looks} "
+        "looks (an NFS directory deleted and recreated on the server, or a FUSE daemon that died); "
+        "remount it and restart this follower"
+    )
 
 
 def _warn_stale(directory: str, marker: Marker) -> None:
@@ -328,15 +470,16 @@ class Waiter:
     The contract (the watch's, in ``_watch/_base.py``, as the token presents it)::
 
         waiter = Waiter(token, wake)    # wake(): called from any thread when the token trips,
-                                        # closes or changes its plan, while this waiter is open
+                                        # fails, closes or changes its plan, while this waiter is open
         while not waiter.done():
             fd, timeout = waiter.plan() # re-read before *every* block: it changes mid-wait
             <block until fd is readable (None: no fd), at most timeout seconds (None: no limit),
              or until wake() is called>
             waiter.deliver()            # never blocks
-        waiter.close()
+        waiter.close()                  # then token.error says whether it failed
 
-    A thread that can block inside the token calls ``waiter.block(timeout)`` in place of the three lines
+    The token's plan is the watch's, plus the timer of a failed look's retry. A thread that can block
+    inside the token calls ``waiter.block(timeout)`` in place of the three lines
     of the loop's body; it needs no ``wake``, since the token wakes threads blocked inside it.
     """
 
@@ -348,19 +491,28 @@ class Waiter:
                 token._waiters.append(self)
 
     def done(self) -> bool:
-        """True once the token has tripped or been closed: there is nothing left to wait for."""
-        return self._token._set or self._token._closed
+        """True once the token has tripped, failed or been closed: there is nothing left to wait for."""
+        token = self._token
+        return token._set or token._closed or token._error is not None
 
     def plan(self) -> Plan:
         """``(fd, timeout)`` to block on now (see the contract)."""
-        watch = self._token._watch
-        if watch is None or self.done():
-            return None, None
-        return watch.plan()
+        return self._token._plan()
 
     def deliver(self) -> bool:
-        """Deliver whatever is pending without blocking; whether the token has tripped."""
-        return self._token.is_set()
+        """Deliver whatever is pending without blocking; whether the token has tripped. Never raises."""
+        return self._token._deliver()
+
+    def lacking(self) -> ExitDirError | None:
+        """Why the token cannot look at its directory for want of a resource, after looking once more
+        now (with everything its caller holds already held), or None if it can."""
+        token = self._token
+        if token._lack is not None:
+            token._on_change(None)
+        lack = token._lack
+        if lack is None or self.done():  # a look that tripped or failed the token tells more
+            return None
+        return ExitDirError(f"exit directory {token._directory} cannot be listed: {explain(lack)}")
 
     def block(self, timeout: float | None) -> None:
         """Block in this thread as the plan says, for at most ``timeout`` seconds, then deliver."""
@@ -370,13 +522,14 @@ class Waiter:
             if not token._set:  # a token with no directory: only close() ends the wait
                 token._closed_event.wait(wait_seconds(timeout))
             return
-        plan = watch.plan()
+        plan = token._plan()
         shape = _shape(plan)
 
         def stale() -> bool:  # checked by the watch just before it blocks: see the contract
-            return self.done() or _shape(watch.plan()) != shape
+            return self.done() or _shape(token._plan()) != shape
 
         watch.pump(sooner(timeout, plan[1]), stale)
+        token._retry_if_due()
 
     def wake(self) -> None:
         if self._wake is not None:

@@ -10,7 +10,7 @@ import os
 import sys
 
 from .._config import validate_interval
-from .._errno import FallbackRequired
+from .._errno import FallbackRequired, lacking
 from .._errors import ExitDirError
 from .._linux import shared_filesystem
 from .._log import debug_once, warn_once
@@ -102,7 +102,10 @@ def open_watch(
         from ._inotify import InotifyWatch
 
         watch = InotifyWatch(directory, on_change, retry_interval=interval)
-    except (FallbackRequired, ImportError) as err:
+    except (FallbackRequired, ImportError, OSError) as err:
+        if isinstance(err, OSError) and not lacking(err):
+            raise
+        # OSError: no descriptor even to import ctypes (a low `ulimit -n`).
         if choice == "inotify":
             raise ExitDirError(
                 f"inotify was requested but cannot watch {directory}: {err}; "

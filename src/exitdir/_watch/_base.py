@@ -21,6 +21,13 @@ re-reads the plan before *every* block::
   into events once the watch can be set again. Each change is followed by ``on_change(None)``, so the
   watch's owner (the token) can wake every waiter blocked on the old plan in another thread or loop.
   A waiter that blocked on a plan read once and never again is the bug this contract exists to rule out.
+- A look can fail: the listing or a marker's read runs out of file descriptors or memory (EMFILE, ENFILE,
+  ENOMEM...), or meets a stale handle. ``on_change`` never raises for that; the watch stays in place, so
+  whatever happens meanwhile is still reported, and the owner (the token) looks again after the poll
+  interval, on a timer of its own that it adds to the plan its waiters block on (``Waiter.plan()`` is
+  this plan with that timer): every front-end wakes for the retry, whichever backend watches. A watch
+  needs to do nothing for it. A look that keeps failing on a stale handle for a second and a few looks
+  fails the token instead (its waiters are woken and told).
 - ``pump(timeout, stop)`` is the same loop body for a thread that blocks *inside* the watch: it blocks
   on the watch's own fd for at most ``timeout`` seconds (the caller has already capped that at the
   plan's timeout), then delivers. Between the caller's last look and its block, another thread may
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
     # Called with names that may be new markers, or None when the whole directory must be rescanned (the
     # watch was just set up, the directory was replaced, the event queue overflowed, a poll is due, the
     # plan changed), or an empty list when nothing new appeared but a process closed the directory (a
-    # leader may have died).
+    # leader may have died). Never raises: a look that failed is the owner's to retry (see above).
     OnChange = Callable[[list[str] | None], None]
 
     # (fd, timeout): what a waiter blocks on before its next pump(0). See the contract above.

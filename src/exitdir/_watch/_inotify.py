@@ -18,7 +18,7 @@ import threading
 import time
 
 from .._clock import poll_ms, wait_seconds
-from .._errno import FallbackRequired, errno_text, fallback_or_raise
+from .._errno import FallbackRequired, errno_text, fallback_or_raise, lacking
 from .._linux import Inotify
 from .._log import warn_once
 
@@ -71,6 +71,17 @@ class _Hub:
         except OSError as err:
             self._inotify.close()
             raise fallback_or_raise("pipe2", err) from None
+        # A follower must still be able to list the directory beside these three descriptors. If it
+        # cannot (a low `ulimit -n`), polling, which holds none, works where inotify's listings never would.
+        try:
+            os.close(os.dup(self._wake_r))
+        except OSError as err:
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._inotify.close()
+            raise fallback_or_raise(
+                "no file descriptor left beside inotify's to list the directory", err
+            ) from None
         self._poller = select.poll()
         self._poller.register(self.fd, select.POLLIN)
         self._poller.register(self._wake_r, select.POLLIN)
@@ -248,8 +259,9 @@ class InotifyWatch:
                         raise
                     path = parent
                 except (FallbackRequired, OSError) as err:
-                    if initial:
-                        raise
+                    if initial and (isinstance(err, FallbackRequired) or lacking(err)):
+                        raise  # inotify cannot be used here: the caller polls instead
+                    # Refused now (a stale NFS handle, a directory made unreadable): retried on a timer.
                     self._break(err)
                     break
             if self.wd != -1:
