@@ -102,6 +102,64 @@ def test_exit_and_status_at_every_limit(exit_dir: Path) -> None:
         assert json.loads(shown.stdout)["markers"][0]["code"] == n
 
 
+def test_lead_runs_its_program_only_if_it_can_report_its_end(exit_dir: Path) -> None:
+    # Under `ulimit -n 5`, `lead` used to die without running the program or writing a marker.
+    ran_at = []
+    for n in limits():
+        for old in exit_dir.iterdir():
+            old.unlink()
+        done = run([*EXITDIR, "lead", "--dir", str(exit_dir), "--", "sh", "-c", "echo ran; exit 3"], n)
+        assert "Traceback" not in done.stderr, (n, done.stderr)
+        if done.stdout == "ran\n":
+            ran_at.append(n)
+            assert done.returncode == 3, (n, done.stderr)
+            assert marker_code(exit_dir) == (3, "exited with status 3"), n
+        else:  # not started: one line naming the limit, status 1, and the followers are told
+            assert done.stdout == "", n
+            assert done.returncode == 1, (n, done.stderr)
+            (line,) = done.stderr.splitlines()
+            assert line.startswith("exitdir: error: cannot start sh: no file descriptor left"), (n, line)
+            assert FIX in line, (n, line)
+            code, reason = marker_code(exit_dir)
+            assert code == 1, n
+            assert reason is not None
+            assert reason.startswith("exitdir could not start sh: no file descriptor left"), n
+    assert ran_at == list(range(ran_at[0], ENOUGH + 1)), "a larger limit must never do less"
+
+
+@pytest.mark.parametrize("policy", ["zero", "leader"])
+def test_follow_stops_its_helper_or_does_not_start_it(exit_dir: Path, policy: str) -> None:
+    # Under `ulimit -n 5` follow never stopped its helper; at 6 and 7 it died with a traceback; at 8 it
+    # read the marker as unreadable (EMFILE), so `--exit-code leader` reported 1 for a leader's 3.
+    started_at = []
+    for n in limits():
+        for old in exit_dir.iterdir():
+            old.unlink()
+        argv = [*EXITDIR, "follow", "--exit-code", policy, "--dir", str(exit_dir)]
+        follower = Child([*argv, "--", "sh", "-c", "echo ready $$; exec sleep 60"], preexec_fn=limited(n))
+        try:
+            first = follower.readline()
+            if first.startswith("ready"):
+                started_at.append(n)
+                exitdir.exit(3, directory=exit_dir)
+                assert follower.wait() == (3 if policy == "leader" else 0), n
+                _, err = follower.rest()
+                assert "leader signalled (exitFile: code 3)" in err, (n, err)
+                with pytest.raises(ProcessLookupError):  # the helper was stopped and reaped
+                    os.kill(int(first.split()[1]), 0)
+            else:
+                assert follower.wait() == 1, n
+                _, err = follower.rest()
+                *warnings, line = err.splitlines()
+                assert line.startswith("exitdir: error: cannot start sh: "), (n, line)
+                assert FIX in line, (n, line)
+                assert all("EMFILE" in warning for warning in warnings), (n, err)
+            assert "Traceback" not in err, (n, err)
+        finally:
+            follower.cleanup()
+    assert started_at == list(range(started_at[0], ENOUGH + 1)), "a larger limit must never do less"
+
+
 @pytest.mark.parametrize("backend", ["inotify", "poll"])
 def test_a_look_that_failed_for_want_of_descriptors_is_retried(
     exit_dir: Path, spawn: type[Child], backend: str
@@ -141,6 +199,52 @@ def test_a_look_that_failed_for_want_of_descriptors_is_retried(
     follower.signal(signal.SIGUSR1)
     assert follower.read_until("tripped") == "tripped True 3"
     assert follower.wait() == 0
+
+
+def test_a_leader_block_that_used_up_every_descriptor_still_writes_its_marker(
+    exit_dir: Path, spawn: type[Child]
+) -> None:
+    code = (
+        "import os, exitdir\n"
+        f"with exitdir.leader(directory={str(exit_dir)!r}):\n"
+        "    try:\n"
+        "        while True:\n"
+        "            os.open('/dev/null', os.O_RDONLY)\n"
+        "    except OSError as err:\n"
+        "        print('exhausted', err.errno, flush=True)\n"
+        "        raise SystemExit(4)\n"
+    )
+    leader = spawn(python(code))
+    leader.expect("exhausted 24")
+    assert leader.wait() == 4
+    _, err = leader.rest()
+    assert err == ""
+    assert marker_code(exit_dir)[0] == 4
+
+
+def test_a_leader_that_cannot_keep_what_its_marker_needs_does_not_run(
+    exit_dir: Path, spawn: type[Child]
+) -> None:
+    code = (
+        "import os, exitdir, exitdir._leader, exitdir._marker, exitdir._liveness\n"
+        "held = []\n"
+        "try:\n"
+        "    while True:\n"
+        "        held.append(os.open('/dev/null', os.O_RDONLY))\n"
+        "except OSError:\n"
+        "    pass\n"
+        "os.close(held.pop())  # one descriptor free: not enough to keep the directory and write\n"
+        "try:\n"
+        f"    with exitdir.leader(directory={str(exit_dir)!r}):\n"
+        "        print('ran', flush=True)\n"
+        "except exitdir.ExitDirError as err:\n"
+        "    print('refused:', err, flush=True)\n"
+    )
+    leader = spawn(python(code))
+    line = leader.readline()
+    assert line.startswith("refused: cannot start the leader's block: no file descriptor left"), line
+    assert FIX in line
+    assert leader.wait() == 0
 
 
 def test_callbacks_beyond_the_thread_limit_are_a_clear_error(exit_dir: Path, spawn: type[Child]) -> None:

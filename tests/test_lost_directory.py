@@ -112,6 +112,38 @@ def test_exitdir_wait_started_on_a_lost_directory_ends_too(nfs: NfsServer, spawn
         assert "Traceback" not in err, backend
 
 
+def test_exitdir_follow_stops_its_helper_and_fails(nfs: NfsServer, spawn: type[Child]) -> None:
+    helper = "echo ready $$; exec sleep 60"
+    follower = spawn([*EXITDIR, "follow", "--dir", str(nfs.mount), "--", "sh", "-c", helper], follower_env())
+    helper_pid = int(follower.read_until("ready").split()[1])
+    nfs.daemon.expect("listed")
+    nfs.recreate()
+    assert follower.wait() == 1
+    _, err = follower.rest()
+    assert f"cannot watch the exit directory any more; stopping sh (pid {helper_pid}) with SIGTERM" in err
+    assert f"exitdir: error: exit directory {nfs.mount} {LOST}" in err
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # stopped and reaped
+        os.kill(helper_pid, 0)
+
+
+def test_status_exit_and_lead_on_a_lost_directory_say_what_to_do(nfs: NfsServer) -> None:
+    nfs.recreate()
+    fix = (
+        "ESTALE (Stale file handle): the directory was deleted and recreated on its server (NFS): remount it"
+    )
+    for command, done in [
+        ("status", f"exitdir: error: cannot list exit directory {nfs.mount}: {fix}"),
+        ("exit", f"exitdir: error: cannot write a marker in {nfs.mount}: {fix}"),
+        ("lead", f"exitdir: error: cannot write a marker in {nfs.mount}: {fix}"),
+    ]:
+        argv = [*EXITDIR, command, "--dir", str(nfs.mount)] + (["--", "true"] if command == "lead" else [])
+        ran = subprocess.run(argv, capture_output=True, text=True, timeout=GENEROUS, check=False)
+        assert ran.returncode == 1, (command, ran.stderr)
+        assert ran.stderr.splitlines()[-1] == done, command
+        assert "Traceback" not in ran.stderr, command
+
+
 def test_token_fails_wakes_its_waiters_and_raises_every_time(
     nfs: NfsServer, caplog: pytest.LogCaptureFixture
 ) -> None:

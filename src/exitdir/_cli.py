@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
     T = TypeVar("T")
 
+    from ._leader import Leadership
     from ._marker import Marker
     from ._supervise import ChildExit
 
@@ -199,7 +200,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from ._config import check_watchable, leader_names
     from ._linux import boot_id
     from ._liveness import held_offsets, leader_flags, running_leaders
-    from ._marker import describe, list_markers
+    from ._marker import describe
     from ._rules import TRIP, WHY_IGNORED, TripRules
 
     directory = resolve_directory(args.dir)
@@ -207,10 +208,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         raise _UsageError("no exit directory: set EXIT_DIR or pass --dir")
     check_watchable(directory)
     names = leader_names(args.leader)
-    try:
-        markers = list_markers(directory)
-    except FileNotFoundError:
-        markers = []
+    markers = _listed(directory)
     # The followers' own rules, fed what a follower starting now reads: status never restates a rule.
     this_boot = boot_id()
     rules = TripRules(names, args.require, boot_id=this_boot)
@@ -261,6 +259,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _listed(directory: str) -> list[Marker]:
+    """Every marker in ``directory``, none if it does not exist yet; ExitDirError if it cannot be listed
+    (out of descriptors, a stale NFS handle), saying why and the fix."""
+    from ._errno import explain
+    from ._marker import list_markers
+
+    try:
+        return list_markers(directory)
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise ExitDirError(f"cannot list exit directory {directory}: {explain(err)}") from None
+
+
 def _command(args: argparse.Namespace) -> list[str]:
     command = list(args.command)
     if command[:1] == ["--"]:
@@ -299,21 +311,33 @@ def _reaping(args: argparse.Namespace) -> tuple[bool, bool]:
 
 def _cmd_lead(args: argparse.Namespace) -> int:
     from ._leader import Leadership
-    from ._supervise import NOT_STARTED, supervise
+    from ._supervise import NOT_STARTED, signal_relay, supervise
 
     command = _command(args)
     if not args.kill_descendants and (args.signal is not None or args.grace is not None):
         raise _UsageError("--signal and --grace say how to stop what CMD leaves: add --kill-descendants")
+    reap_all, kill_descendants = _reaping(args)  # first: it may load ctypes, which takes a descriptor
     run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on, require_dir=args.require_dir)
-    # The liveness lock is held from here until the marker is written: if this wrapper is killed
-    # outright, followers see it go. In strict mode a missing directory ends here, before CMD runs.
-    run.begin()
+    # Everything needed to report the program's end is acquired before it starts: the directory kept
+    # open for the final write, the liveness lock (held until the marker is written, so that followers
+    # see this wrapper go if it is killed outright), the signal relay. In strict mode a missing
+    # directory ends here too, before CMD runs.
+    try:
+        run.begin()
+    except ExitDirError as err:
+        if run.directory is None:
+            raise  # strict mode and no directory: no marker to write either
+        return _not_started(run, command[0], err)
+    try:
+        relay = signal_relay()
+    except ExitDirError as err:
+        return _not_started(run, command[0], err)
     if run.directory is None:
         _say_no_directory(args, "followers will not be told")
     try:
-        reap_all, kill_descendants = _reaping(args)
         outcome = supervise(
             command,
+            relay=relay,
             stop_signal=signal.SIGTERM if args.signal is None else args.signal,
             grace=10.0 if args.grace is None else args.grace,
             reap_all=reap_all,
@@ -337,29 +361,53 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     return ended.code
 
 
+def _not_started(run: Leadership, command: str, lacking: ExitDirError) -> int:
+    """``lead`` lacks what it needs to report the end of ``command``: say so, and do not run it; but its
+    followers must not wait for it, so the marker is still written (status 1) if it can be."""
+    _error(f"cannot start {command}: {lacking}")
+    try:
+        run.finish(EXIT_ERROR, f"exitdir could not start {command}: {lacking}")
+    except ExitDirError as unwritten:
+        _error(str(unwritten))
+    return EXIT_ERROR
+
+
 FOLLOW_POLICIES = ("zero", "leader", "child")
 
 
 def _cmd_follow(args: argparse.Namespace) -> int:
-    from ._supervise import EXITED, MARKER, NOT_STARTED, supervise
+    from ._supervise import EXITED, FAILED, MARKER, NOT_STARTED, signal_relay, supervise
     from ._token import aware
 
     command = _command(args)
     reap_all, kill_descendants = _reaping(args)
-    # In strict mode a missing directory is refused here, before the helper starts.
-    with aware(args.dir, names=args.leader, require=args.require, require_dir=args.require_dir) as token:
-        if token.directory is None:
-            _say_no_directory(args, "the helper runs until it exits")
-        outcome = supervise(
-            command,
-            until=token,
-            timeout=args.timeout,
-            stop_signal=args.signal,
-            grace=args.grace,
-            reap_all=reap_all,
-            kill_descendants=kill_descendants,
-            say=lambda message: _say(args, message),
-        )
+    # The relay's descriptors first: under a low `ulimit -n` the watch then sees what is really left, and
+    # polls (which holds none) where inotify would leave no room to list the directory.
+    try:
+        relay = signal_relay()
+    except ExitDirError as err:
+        raise ExitDirError(f"cannot start {command[0]}: {err}") from None
+    try:
+        # In strict mode a missing directory is refused here, before the helper starts.
+        with aware(args.dir, names=args.leader, require=args.require, require_dir=args.require_dir) as token:
+            if token.directory is None:
+                _say_no_directory(args, "the helper runs until it exits")
+            outcome = supervise(
+                command,
+                until=token,
+                relay=relay,
+                timeout=args.timeout,
+                stop_signal=args.signal,
+                grace=args.grace,
+                reap_all=reap_all,
+                kill_descendants=kill_descendants,
+                say=lambda message: _say(args, message),
+            )
+    finally:
+        relay.close()
+    if outcome.why == FAILED:
+        _error(str(outcome.error))
+        return EXIT_ERROR
     if outcome.why in (NOT_STARTED, EXITED):
         assert outcome.child is not None
         if outcome.why == NOT_STARTED:

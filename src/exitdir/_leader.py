@@ -15,9 +15,10 @@ from ._config import (
     validate_require_dir,
     validate_signal_on,
 )
+from ._errno import explain, lacking, lost
 from ._errors import ExitDirError
-from ._linux import HAVE_PROC_FD, proc_fd_path
-from ._liveness import LeaderLock
+from ._linux import HAVE_PROC_FD, boot_id, proc_fd_path
+from ._liveness import lock_leader
 from ._log import warn_once
 from ._marker import encode, read_marker
 
@@ -99,18 +100,28 @@ def _publish_rename(dir_fd: int, name: str, data: bytes) -> None:
         raise
 
 
-def publish(directory: str, name: str, data: bytes) -> None:
+def publish(directory: str, name: str, data: bytes, *, dir_fd: int | None = None) -> None:
     """Make ``directory/name`` appear with ``data`` in one step. Creates ``directory`` if missing.
+
+    ``dir_fd``: the directory, opened earlier by the caller (and left open), so that the write needs one
+    descriptor only; used while it still is the directory at that path (not one deleted or replaced
+    since, which followers no longer watch).
 
     No fsync: the marker is a message between live processes that share one page cache (or, on NFS,
     close-to-open consistency); a marker that survived a machine crash would be stale anyway.
     """
+    if dir_fd is not None and _is_directory_at(dir_fd, directory):
+        try:
+            _publish(dir_fd, name, data)
+        except OSError as err:
+            raise _publish_error(directory, err) from None
+        return
     try:
         try:
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            opened = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:  # created only when missing: makedirs costs syscalls on every call
             os.makedirs(directory, exist_ok=True)
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            opened = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileExistsError:
         raise ExitDirError(
             f"exit directory {directory} exists but is not a directory: point EXIT_DIR (or --dir) at a "
@@ -122,14 +133,32 @@ def publish(directory: str, name: str, data: bytes) -> None:
             "shared with the followers"
         ) from None
     except OSError as err:
-        raise _write_error(directory, err) from None
+        raise _publish_error(directory, err) from None
     try:
-        if not _publish_tmpfile(dir_fd, name, data):
-            _publish_rename(dir_fd, name, data)
+        _publish(opened, name, data)
     except OSError as err:
-        raise _write_error(directory, err) from None
+        raise _publish_error(directory, err) from None
     finally:
-        os.close(dir_fd)
+        os.close(opened)
+
+
+def _publish(dir_fd: int, name: str, data: bytes) -> None:
+    if not _publish_tmpfile(dir_fd, name, data):
+        _publish_rename(dir_fd, name, data)
+
+
+def _is_directory_at(dir_fd: int, directory: str) -> bool:
+    try:
+        held, there = os.fstat(dir_fd), os.stat(directory)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _publish_error(directory: str, err: OSError) -> ExitDirError:
+    if lacking(err) or lost(err):
+        return ExitDirError(f"cannot write a marker in {directory}: {explain(err)}")
+    return _write_error(directory, err)
 
 
 def _write_error(directory: str, err: OSError) -> ExitDirError:
@@ -180,8 +209,10 @@ def write_marker(
     name: str,
     directory: str | os.PathLike[str] | None,
     require_dir: bool | None = None,
+    dir_fd: int | None = None,
 ) -> str | None:
-    """:func:`exit` without building a ``pathlib.Path`` (importing pathlib costs the CLI ~6 ms)."""
+    """:func:`exit` without building a ``pathlib.Path`` (importing pathlib costs the CLI ~6 ms).
+    ``dir_fd``: see :func:`publish`."""
     code = validate_code(code)
     name = validate_name(name)
     if reason is not None and not isinstance(reason, str):
@@ -189,19 +220,20 @@ def write_marker(
     resolved = require_directory(resolve_directory(directory), validate_require_dir(require_dir))
     if resolved is None:
         return None
-    publish(resolved, name, encode(code, reason, name))
+    publish(resolved, name, encode(code, reason, name), dir_fd=dir_fd)
     return os.path.join(resolved, name)
 
 
 class Leadership:
     """One run of a leader, for both :class:`leader` and ``exitdir lead``: the one place that orders it.
 
-    ``begin()``: remove a marker of our name left by an earlier run (a restarted container, a rerun step;
-    left there, it would stop followers that start now), then take the liveness lock, so that a leader
-    killed outright still ends its followers. ``finish(code, reason)``: write the marker, *then* release
-    the lock; in the other order a follower could see the leader gone with no marker and report it as
-    crashed. With ``signal_on="success"`` a failure writes no marker, and the lock tells followers that
-    this leader may be restarted.
+    ``begin()``: acquire what writing the marker will need (the directory, held open, and a spare
+    descriptor: however many files the run opens, its end can be reported), remove a marker of our name
+    left by an earlier run (a restarted container, a rerun step; left there, it would stop followers that
+    start now), then take the liveness lock, so that a leader killed outright still ends its followers.
+    ``finish(code, reason)``: write the marker, *then* release the lock; in the other order a follower
+    could see the leader gone with no marker and report it as crashed. With ``signal_on="success"`` a
+    failure writes no marker, and the lock tells followers that this leader may be restarted.
 
     >>> import exitdir, tempfile
     >>> run = Leadership(directory=tempfile.mkdtemp())
@@ -223,16 +255,24 @@ class Leadership:
         self.require_dir = validate_require_dir(require_dir)
         self._given = directory
         self.directory: str | None = None  # the absolute exit directory, once begin() has resolved it
-        self._lock: LeaderLock | None = None
+        # The directory, open from begin() to finish(): the liveness lock is taken on it, and the marker
+        # is written through it. The spare is a duplicate, closed just before the write to make room for
+        # the marker's own descriptor; closing a duplicate drops no lock and raises no inotify event.
+        self._dir_fd: int | None = None
+        self._spare_fd: int | None = None
 
     def writes_marker(self, code: int) -> bool:
         """Whether :meth:`finish` with ``code`` writes a marker."""
         return self.directory is not None and (code == 0 or self.signal_on == "always")
 
     def begin(self) -> None:
-        """Resolve the directory (now: ``$EXIT_DIR`` may be set after a decorator was applied), remove our
-        own stale marker, take the liveness lock. In strict mode a missing directory raises ExitDirError
-        here, before the leader's work starts: it could not report its end."""
+        """Resolve the directory (now: ``$EXIT_DIR`` may be set after a decorator was applied), acquire
+        what the final write needs, remove our own stale marker, take the liveness lock.
+
+        In strict mode a missing directory raises ExitDirError here, before the leader's work starts: it
+        could not report its end. So does a lacking resource (no file descriptor left), holding nothing,
+        once ``directory`` is set: then too the end of the run could not be reported.
+        """
         self.directory = directory = require_directory(resolve_directory(self._given), self.require_dir)
         if directory is None:
             return
@@ -240,7 +280,19 @@ class Leadership:
             os.makedirs(directory, exist_ok=True)
         except OSError:
             return  # finish() reports the problem with its fix when it writes the marker
-        if read_marker(directory, self.name) is not None:
+        try:
+            self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._spare_fd = os.dup(self._dir_fd)
+            boot_id()  # read once per process, now: the marker's write must not need a descriptor for it
+            own = read_marker(directory, self.name)
+        except OSError as err:
+            self._release()
+            if lacking(err):
+                raise ExitDirError(
+                    f"no file descriptor left to keep {directory} open for the marker: {explain(err)}"
+                ) from None
+            return  # unreadable: finish() reports the problem with its fix when it writes the marker
+        if own is not None:
             try:
                 os.unlink(os.path.join(directory, self.name))
                 warn_once(
@@ -249,8 +301,7 @@ class Leadership:
                 )
             except OSError:
                 pass
-        lock = LeaderLock(directory, self.name, restartable=self.signal_on == "success")
-        self._lock = lock if lock.held else None
+        lock_leader(self._dir_fd, directory, self.name, restartable=self.signal_on == "success")
 
     def finish(self, code: int, reason: str | None) -> str | None:
         """Write the marker (when :meth:`writes_marker`), then release the lock. The marker's path, or None.
@@ -260,11 +311,21 @@ class Leadership:
         try:
             if not self.writes_marker(code):
                 return None
-            return write_marker(code, reason=reason, name=self.name, directory=self.directory)
+            spare, self._spare_fd = self._spare_fd, None
+            if spare is not None:
+                os.close(spare)
+            return write_marker(
+                code, reason=reason, name=self.name, directory=self.directory, dir_fd=self._dir_fd
+            )
         finally:
-            lock, self._lock = self._lock, None
-            if lock is not None:
-                lock.release()
+            self._release()
+
+    def _release(self) -> None:
+        """Close the directory: the liveness lock goes with the last descriptor of it."""
+        for fd in (self._spare_fd, self._dir_fd):
+            if fd is not None:
+                os.close(fd)
+        self._spare_fd = self._dir_fd = None
 
 
 def outcome(exc: BaseException | None) -> tuple[int, str | None]:
@@ -299,7 +360,10 @@ class leader:
     context manager (sync or async) and as a decorator (on plain and ``async def`` functions).
 
     While the block runs it holds a liveness lock on the exit directory, so that if the process is killed
-    outright (SIGKILL, the OOM killer) its followers still end. On entry it removes a marker of its own
+    outright (SIGKILL, the OOM killer) its followers still end, and keeps what writing the marker needs,
+    so that a block that ran out of file descriptors still reports its end. If even that cannot be had
+    on entry, the block does not run: entering raises ExitDirError after trying to write a marker with
+    code 1 saying so. On entry it removes a marker of its own
     name left by an earlier run. ``signal_on="success"`` writes the marker only when the block succeeds,
     for a leader that its orchestrator restarts on failure (``restartPolicy: OnFailure``).
     ``require_dir=True`` (or ``$EXITDIR_REQUIRE_DIR=1``) makes a missing exit directory an ExitDirError
@@ -329,7 +393,17 @@ class leader:
         self._run = Leadership(name, directory=directory, signal_on=signal_on, require_dir=require_dir)
 
     def _begin(self) -> None:
-        self._run.begin()
+        try:
+            self._run.begin()
+        except ExitDirError as err:
+            if self._run.directory is None:
+                raise  # strict mode and no directory: no marker to write either
+            # The block will not run: its followers must not wait for it.
+            try:
+                self._run.finish(1, f"exitdir could not start the leader's block: {err}")
+            except ExitDirError:
+                pass  # the error raised says why; the marker's own failure would say the same
+            raise ExitDirError(f"cannot start the leader's block: {err}") from None
 
     def _finish(self, exc: BaseException | None) -> None:
         self._run.finish(*outcome(exc))

@@ -33,38 +33,22 @@ def slot(name: str) -> int:
     return 2 * (digest % _SLOTS)
 
 
-class LeaderLock:
-    """Held by a running leader. ``release()`` (or the process ending in any way) drops it.
+def lock_leader(dir_fd: int, directory: str, name: str, *, restartable: bool = False) -> bool:
+    """Take leader ``name``'s lock on ``dir_fd``, the exit directory opened by the leader; whether it is
+    held. Closing every descriptor of that open directory (or the process ending in any way) drops it.
 
     Locking is best effort: where the filesystem refuses it (some FUSE and network filesystems) the
     leader works as before and followers simply get no crash detection.
     """
-
-    def __init__(self, directory: str, name: str, *, restartable: bool = False) -> None:
-        self._fd: int | None = None
-        if not HAVE_OFD_LOCKS:  # other platforms: no liveness, markers still work
-            return
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return  # missing or unreadable: the marker write reports it when it matters
-        try:
-            lock_shared(fd, slot(name), 2 if restartable else 1)
-        except OSError as err:
-            os.close(fd)
-            debug_once(f"lock:{directory}", f"no liveness lock on {directory}: {err.strerror}")
-            return
-        self._fd = fd
-        announce(directory)
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+    if not HAVE_OFD_LOCKS:  # other platforms: no liveness, markers still work
+        return False
+    try:
+        lock_shared(dir_fd, slot(name), 2 if restartable else 1)
+    except OSError as err:
+        debug_once(f"lock:{directory}", f"no liveness lock on {directory}: {err.strerror}")
+        return False
+    announce(directory)
+    return True
 
 
 def announce(directory: str) -> None:

@@ -53,17 +53,21 @@ def signal_name(signum: int) -> str:
 
 
 class SignalRelay:
-    """Forward signals to a process group; make :meth:`fileno` readable on any signal. Main thread only."""
+    """Forward signals to a process group; make :meth:`fileno` readable on any signal. Main thread only.
+
+    Creating one takes its file descriptors (OSError if there are none left), so that a caller can
+    acquire everything before it starts a program; entering it installs the handlers; leaving it, or
+    :meth:`close` if it was never entered, gives everything back.
+    """
 
     def __init__(self) -> None:
         self._group: int | None = None
         self._pending: list[int] = []
         self._old_handlers: dict[int, object] = {}
-        self._wake_r = self._wake_w = -1
         self._old_wakeup_fd = -1
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def __enter__(self) -> SignalRelay:
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for signum in FORWARDED:
             try:
@@ -81,9 +85,16 @@ class SignalRelay:
         self._group = None
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._old_handlers = {}
         signal.set_wakeup_fd(self._old_wakeup_fd)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self.close()
+
+    def close(self) -> None:
+        """Give the file descriptors back. Idempotent."""
+        for fd in (self._wake_r, self._wake_w):
+            if fd != -1:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._group is None:

@@ -18,6 +18,8 @@ import signal
 import time
 
 from ._clock import poll_ms, sooner
+from ._errno import explain
+from ._errors import ExitDirError
 from ._linux import Process, descendants, signal_process
 from ._marker import describe
 from ._signals import CHILD_DEFAULTS, SignalRelay, signal_name
@@ -37,6 +39,7 @@ EXITED = "exited"  # the child ended on its own
 MARKER = "marker"  # the token tripped: the child was stopped, or never started (Outcome.child is None)
 TIMEOUT = "timeout"  # the deadline passed first: the child was stopped
 NOT_STARTED = "not started"  # the program could not be started (Outcome.child: 127 or 126, and why)
+FAILED = "failed"  # the token failed (its directory is lost): the child was stopped; Outcome.error says why
 
 
 class ChildExit:
@@ -62,14 +65,18 @@ class ChildExit:
 
 
 class Outcome:
-    """Why supervision ended (``why``: EXITED, MARKER, TIMEOUT or NOT_STARTED) and how the child ended."""
+    """Why supervision ended (``why``: EXITED, MARKER, TIMEOUT, NOT_STARTED or FAILED) and how the child
+    ended; ``error``, for FAILED, is the token's error."""
 
-    __slots__ = ("child", "pid", "why")
+    __slots__ = ("child", "error", "pid", "why")
 
-    def __init__(self, why: str, child: ChildExit | None, pid: int | None = None) -> None:
+    def __init__(
+        self, why: str, child: ChildExit | None, pid: int | None = None, error: ExitDirError | None = None
+    ) -> None:
         self.why = why
         self.child = child
         self.pid = pid
+        self.error = error
 
     def __repr__(self) -> str:
         return f"Outcome({self.why!r}, {self.child!r}, pid={self.pid})"
@@ -79,10 +86,19 @@ def _quiet(message: str) -> None:
     pass
 
 
+def signal_relay() -> SignalRelay:
+    """A :class:`SignalRelay`, or ExitDirError saying what is lacking and the fix."""
+    try:
+        return SignalRelay()
+    except OSError as err:
+        raise ExitDirError(f"no file descriptor left to relay signals: {explain(err)}") from None
+
+
 def supervise(
     argv: Sequence[str],
     *,
     until: ExitToken | None = None,
+    relay: SignalRelay | None = None,
     timeout: float | None = None,
     stop_signal: int = signal.SIGTERM,
     grace: float = 10.0,
@@ -90,41 +106,63 @@ def supervise(
     kill_descendants: bool = False,
     say: Callable[[str], None] = _quiet,
 ) -> Outcome:
-    """Run ``argv`` until it exits, or until ``until`` trips or ``timeout`` seconds pass (then stop it).
+    """Run ``argv`` until it exits, or until ``until`` trips or fails or ``timeout`` seconds pass (then
+    stop it).
 
+    Everything supervision needs is acquired before the program starts, and if something is lacking
+    (ExitDirError) it does not start: the signal relay (``relay``, else one made now: a caller that also
+    watches a directory makes it first, so that the watch adapts to what is left), and a look at the
+    directory with all that held. ``until`` failing before the start raises its error too.
     ``reap_all``: orphans are reparented to us (PID 1, or a subreaper) and must be reaped too.
     ``kill_descendants`` (with ``reap_all``, on Linux): every other process below us is stopped too, however
     supervision ends: ``stop_signal``, ``grace``, then SIGKILL. ``say`` receives the wrapper's own
     messages. Call from the main thread: signal handlers are installed for the duration, then restored.
     """
     command = argv[0]
-    if until is not None and until.is_set():
-        say(f"leader already signalled ({describe(until.marker)}): not starting {command}")
-        return Outcome(MARKER, None)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    with SignalRelay() as relay:
-        started = _spawn(argv)
-        if isinstance(started, ChildExit):
-            return Outcome(NOT_STARTED, started)
-        child = _Child(started, relay, reap_all=reap_all)
-        strays = _Descendants(relay, say=say, what=command) if kill_descendants else None
-        with _TerminalHandover(child.pid):
-            relay.relay_to(child.pid)
-            why = child.wait(until, deadline)
-            if why != EXITED:
-                cause = f"no marker within {timeout:g} s" if why == TIMEOUT else _signalled(until)
-                say(f"{cause}; stopping {command} (pid {child.pid}) with {signal_name(stop_signal)}")
-                if strays is not None:  # at the same time as the group, within the same grace period
-                    strays.send(stop_signal, grace, sent_to_group=child.pid)
-                child.stop(stop_signal, grace, say=say, what=command)
-            ended = child.reap()
-            relay.stop_relaying()
-        if strays is not None:  # what it left running (setsid, a double-forked daemon) goes too
-            strays.stop(stop_signal, grace)
-    return Outcome(why, ended, child.pid)
+    try:
+        relay = relay if relay is not None else signal_relay()
+    except ExitDirError as err:
+        raise ExitDirError(f"cannot start {command}: {err}") from None
+    try:
+        if until is not None:
+            from ._token import Waiter  # here: `exitdir lead` never loads the follower's machinery
+
+            lacking = Waiter(until).lacking()
+            if lacking is not None:
+                raise ExitDirError(f"cannot start {command}: {lacking}")
+            if until.is_set():  # raises the token's error if it failed
+                say(f"leader already signalled ({describe(until.marker)}): not starting {command}")
+                return Outcome(MARKER, None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with relay:
+            started = _spawn(argv)
+            if isinstance(started, ChildExit):
+                return Outcome(NOT_STARTED, started)
+            child = _Child(started, relay, reap_all=reap_all)
+            strays = _Descendants(relay, say=say, what=command) if kill_descendants else None
+            with _TerminalHandover(child.pid):
+                relay.relay_to(child.pid)
+                why = child.wait(until, deadline)
+                if why != EXITED:
+                    cause = _cause(why, until, timeout)
+                    say(f"{cause}; stopping {command} (pid {child.pid}) with {signal_name(stop_signal)}")
+                    if strays is not None:  # at the same time as the group, within the same grace period
+                        strays.send(stop_signal, grace, sent_to_group=child.pid)
+                    child.stop(stop_signal, grace, say=say, what=command)
+                ended = child.reap()
+                relay.stop_relaying()
+            if strays is not None:  # what it left running (setsid, a double-forked daemon) goes too
+                strays.stop(stop_signal, grace)
+    finally:
+        relay.close()
+    return Outcome(why, ended, child.pid, None if until is None else until.error)
 
 
-def _signalled(token: ExitToken | None) -> str:
+def _cause(why: str, token: ExitToken | None, timeout: float | None) -> str:
+    if why == TIMEOUT:
+        return f"no marker within {timeout:g} s"
+    if why == FAILED:
+        return "cannot watch the exit directory any more"
     return f"leader signalled ({describe(None if token is None else token.marker)})"
 
 
@@ -175,6 +213,8 @@ class _Child:
                     return EXITED
                 if waiter is not None and waiter.deliver():
                     return MARKER
+                if until is not None and until.error is not None:
+                    return FAILED
                 fd, timeout = (None, None) if waiter is None else waiter.plan()  # re-read: it may change
                 if fd != polled_fd:
                     if polled_fd is not None:
