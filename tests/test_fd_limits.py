@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 # Enough for every command on either backend: the sweeps go from the lowest limit up to this one.
 ENOUGH = 10
 FIX = "raise the open-file limit (ulimit -n"
+# Python run in a child: open /dev/null until the process has no descriptor left, keeping them in `held`.
+EXHAUST = (
+    "held = []\n"
+    "try:\n"
+    "    while True:\n"
+    "        held.append(os.open('/dev/null', os.O_RDONLY))\n"
+    "except OSError:\n"
+    "    pass\n"
+)
 
 
 def limited(n: int) -> Callable[[], None]:
@@ -170,12 +179,7 @@ def test_a_look_that_failed_for_want_of_descriptors_is_retried(
     code = (
         "import os, signal, threading, exitdir, exitdir._watch._inotify, ctypes, logging\n"
         f"token = exitdir.aware({str(exit_dir)!r}, backend={backend!r}, poll_interval=0.05)\n"
-        "held = []\n"
-        "try:\n"
-        "    while True:\n"
-        "        held.append(os.open('/dev/null', os.O_RDONLY))\n"
-        "except OSError:\n"
-        "    pass\n"
+        f"{EXHAUST}"
         "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1, signal.SIGUSR2])\n"
         "def follow() -> None:\n"
         "    tripped = token.wait(60)\n"
@@ -227,12 +231,7 @@ def test_a_leader_that_cannot_keep_what_its_marker_needs_does_not_run(
 ) -> None:
     code = (
         "import os, exitdir, exitdir._leader, exitdir._marker, exitdir._liveness\n"
-        "held = []\n"
-        "try:\n"
-        "    while True:\n"
-        "        held.append(os.open('/dev/null', os.O_RDONLY))\n"
-        "except OSError:\n"
-        "    pass\n"
+        f"{EXHAUST}"
         "os.close(held.pop())  # one descriptor free: not enough to keep the directory and write\n"
         "try:\n"
         f"    with exitdir.leader(directory={str(exit_dir)!r}):\n"
