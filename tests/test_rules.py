@@ -21,7 +21,18 @@ from hypothesis import strategies as st
 
 from exitdir._config import DEFAULT_NAME
 from exitdir._marker import KIND_VANISHED, VANISHED_REASON, Marker
-from exitdir._rules import COUNTED, NOT_NAMED, STALE, TRIP, TripRules
+from exitdir._rules import (
+    COUNTED,
+    LOST,
+    LOST_AFTER_LOOKS,
+    LOST_AFTER_SECONDS,
+    NOT_NAMED,
+    RETRY,
+    STALE,
+    TRIP,
+    Looks,
+    TripRules,
+)
 
 # A small alphabet so that generated histories repeat names, which is where the rules get interesting.
 # DEFAULT_NAME is a leader name like any other (a leader that never set one), so it may be named too.
@@ -394,3 +405,60 @@ def test_example_without_names_the_lone_leader_is_reported_as_exit_file() -> Non
     vanished = rules.observe_locks({None: (False, False)})
     assert vanished is not None
     assert vanished.name == DEFAULT_NAME
+
+
+# --- failed looks (Looks) ------------------------------------------------------------------------------
+
+# A look at the directory: "ok" (complete), "lacking" (ran out of something), "lost" (ESTALE, ENOTCONN).
+LOOK_KINDS = ("ok", "lacking", "lost")
+looks_histories = st.lists(
+    st.tuples(st.sampled_from(LOOK_KINDS), st.floats(min_value=0.0, max_value=0.6)), max_size=30
+)
+
+
+def model_lost(history: Sequence[tuple[str, float]]) -> bool:
+    """Whether the last look (a lost one) fails the follower, from the whole history and no state: the
+    lost looks after the last complete one span LOST_AFTER_SECONDS, and there are LOST_AFTER_LOOKS."""
+    lost_times = [at for kind, at in history[_after_last_ok(history) :] if kind == "lost"]
+    return len(lost_times) >= LOST_AFTER_LOOKS and lost_times[-1] - lost_times[0] >= LOST_AFTER_SECONDS
+
+
+def _after_last_ok(history: Sequence[tuple[str, float]]) -> int:
+    oks = [i for i, (kind, _) in enumerate(history) if kind == "ok"]
+    return oks[-1] + 1 if oks else 0
+
+
+@settings(max_examples=MODEL_EXAMPLES)
+@given(looks_histories, st.sampled_from([0.01, 0.25, 1.0]))
+def test_failed_looks_match_a_stateless_model(steps: list[tuple[str, float]], interval: float) -> None:
+    looks = Looks(interval)
+    now = 0.0
+    history: list[tuple[str, float]] = []
+    for kind, gap in steps:
+        now += gap
+        history.append((kind, now))
+        if kind == "ok":
+            looks.completed()
+            assert looks.retry_at is None  # nothing is left to retry
+            assert not looks.due(now + 1e9)
+            continue
+        answer = looks.failed(lost=kind == "lost", now=now)
+        assert looks.retry_at == now + interval  # every failed look is looked at again
+        assert not looks.due(now) or interval == 0
+        assert looks.due(now + interval)
+        expected = LOST if kind == "lost" and model_lost(history) else RETRY
+        assert answer == expected, history
+        if answer == LOST:
+            return  # the follower has failed: nothing more is asked of the rules
+
+
+def test_a_moment_of_estale_is_only_retried() -> None:
+    looks = Looks(0.25)
+    assert [looks.failed(lost=True, now=t) for t in (0.0, 0.25, 0.5, 0.75)] == [RETRY] * 4  # under 1 s
+    looks.completed()  # the server came back
+    assert [looks.failed(lost=True, now=t) for t in (2.0, 2.5, 3.0)] == [RETRY, RETRY, LOST]
+
+
+def test_running_out_of_descriptors_never_fails_a_follower() -> None:
+    looks = Looks(0.25)
+    assert {looks.failed(lost=False, now=t / 4) for t in range(400)} == {RETRY}

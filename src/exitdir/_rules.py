@@ -15,6 +15,10 @@ The rules, in order:
    sighting, whose lock is then gone while it has no counted marker, has crashed: that trips too, with a
    marker of kind ``"vanished"``.
 
+And what *fails* a follower, which is not "exit requested" (:class:`Looks`): a look at the directory that
+fails is retried after the poll interval; only a directory lost for good (every look meeting a stale NFS
+handle or a dead FUSE daemon, for a second and three looks) fails it.
+
 >>> rules = TripRules(("db", "api"), "all", boot_id="b1")
 >>> rules.consider(Marker("db", kind="empty", code=0))
 'counted'
@@ -106,3 +110,57 @@ class TripRules:
             ):
                 vanished = Marker(key or DEFAULT_NAME, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON)
         return vanished
+
+
+# What Looks.failed() answers.
+RETRY = "retry"  # look again after the interval: the directory may well be fine by then
+LOST = "lost"  # the directory is lost for good: the follower fails
+
+# A directory is lost for good only when looks have failed so for this long and this many times, with no
+# complete look between: a moment of ESTALE while an NFS server fails over is only retried.
+LOST_AFTER_SECONDS = 1.0
+LOST_AFTER_LOOKS = 3
+
+
+class Looks:
+    """A follower's failed looks at its directory. Times are given (monotonic seconds), never read.
+
+    Every failed look is retried ``interval`` seconds later (:attr:`retry_at`). A look that failed because
+    the directory is unreachable until remounted (``lost=True``: ESTALE, ENOTCONN) answers LOST once such
+    looks have lasted LOST_AFTER_SECONDS over LOST_AFTER_LOOKS looks since the last complete look; a look
+    that failed for another reason (no file descriptor left) neither starts nor ends that streak. A
+    complete look forgets every failure.
+
+    >>> looks = Looks(interval=0.5)
+    >>> looks.failed(lost=True, now=0.0), looks.retry_at
+    ('retry', 0.5)
+    >>> looks.failed(lost=True, now=0.5), looks.failed(lost=True, now=1.0)
+    ('retry', 'lost')
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.retry_at: float | None = None  # when to look again; None while the last look was complete
+        self.lost_since: float | None = None  # the first lost look of the current streak
+        self.lost_looks = 0
+
+    def failed(self, *, lost: bool, now: float) -> str:
+        """A look failed at ``now``: RETRY, or LOST when the directory is lost for good."""
+        self.retry_at = now + self.interval
+        if not lost:
+            return RETRY
+        if self.lost_since is None:
+            self.lost_since = now
+        self.lost_looks += 1
+        if self.lost_looks >= LOST_AFTER_LOOKS and now - self.lost_since >= LOST_AFTER_SECONDS:
+            return LOST
+        return RETRY
+
+    def completed(self) -> None:
+        """A whole look succeeded: nothing is left to retry."""
+        self.retry_at = self.lost_since = None
+        self.lost_looks = 0
+
+    def due(self, now: float) -> bool:
+        """Whether a failed look is to be retried by ``now``."""
+        return self.retry_at is not None and now >= self.retry_at

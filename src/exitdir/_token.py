@@ -28,7 +28,7 @@ from ._linux import boot_id
 from ._liveness import held_offsets, leader_flags
 from ._log import warn_once
 from ._marker import Marker, list_markers, read_marker
-from ._rules import STALE, TRIP, TripRules
+from ._rules import LOST, STALE, TRIP, Looks, TripRules
 from ._watch import configured_interval, open_watch
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -39,11 +39,6 @@ if TYPE_CHECKING:
 
     from ._rules import LockFlags
     from ._watch._base import Plan, Watch
-
-# A directory is lost for good (an NFS handle gone stale, a FUSE daemon gone) only when every look has
-# failed so for this long and this many times: a moment of ESTALE while a server fails over is not fatal.
-LOST_AFTER_SECONDS = 1.0
-LOST_AFTER_LOOKS = 3
 
 
 class ExitToken:
@@ -93,15 +88,12 @@ class ExitToken:
         self._waiters: list[Waiter] = []  # blocked outside the token: told when it trips or re-plans
         self._closed_event = threading.Event()
         self._error: ExitDirError | None = None  # set once: the token failed (see the class docstring)
-        self._retry_at: float | None = None  # monotonic time to look again, after a look that failed
         self._lack: OSError | None = None  # why the last look failed, if for want of a resource
-        self._lost_since: float | None = None  # when looks began to fail with a lost-for-good errno
-        self._lost_looks = 0
         self._watch: Watch | None = None
         self._backend: str | None = None
         self._plan_shape: tuple[int | None, bool] = (None, False)
-        # How long after a failed look to look again: the poll interval, for both backends.
-        self._retry_interval = configured_interval(poll_interval)
+        # Failed looks are retried after the poll interval, whichever backend watches.
+        self._looks = Looks(configured_interval(poll_interval))
         if directory is not None:
             # open_watch scans once the watch is in place, so this may trip before it returns.
             watch = open_watch(directory, self._on_change, backend=backend, poll_interval=poll_interval)
@@ -191,25 +183,20 @@ class ExitToken:
         """After a look: a failed one is retried on a timer; one lost for good fails the token."""
         if self._set:
             return
-        had_timer = self._retry_at is not None
+        looks = self._looks
+        had_timer = looks.retry_at is not None
         watch = self._watch
         if err is not None:
-            interval = self._retry_interval
             now = time.monotonic()
-            self._retry_at = now + interval
             self._lack = err if lacking(err) else None
-            if lost(err):
-                if self._lost_since is None:
-                    self._lost_since = now
-                self._lost_looks += 1
-                if self._lost_looks >= LOST_AFTER_LOOKS and now - self._lost_since >= LOST_AFTER_SECONDS:
-                    self._fail(_lost_error(self._directory, err, now - self._lost_since, self._lost_looks))
-                    return
-            _warn_failed_look(self._directory, err, interval)
+            if looks.failed(lost=lost(err), now=now) == LOST:
+                self._fail(_lost_error(self._directory, err, looks, now))
+                return
+            _warn_failed_look(self._directory, err, looks.interval)
         elif names is None:  # a whole rescan succeeded: nothing is left to retry
-            self._retry_at = self._lack = self._lost_since = None
-            self._lost_looks = 0
-        if watch is not None and (names is None or had_timer != (self._retry_at is not None)):
+            looks.completed()
+            self._lack = None
+        if watch is not None and (names is None or had_timer != (looks.retry_at is not None)):
             # A rescan follows every change of the watch's plan, and a failed look changes ours: wake the
             # waiters still blocked on the old one.
             shape = _shape(self._plan())
@@ -230,8 +217,7 @@ class ExitToken:
         return False
 
     def _retry_if_due(self) -> None:
-        retry_at = self._retry_at
-        if retry_at is not None and time.monotonic() >= retry_at:
+        if self._looks.due(time.monotonic()):
             self._on_change(None)
 
     def _plan(self) -> Plan:
@@ -240,7 +226,7 @@ class ExitToken:
         if watch is None or self._set or self._closed or self._error is not None:
             return None, None
         fd, timeout = watch.plan()
-        retry_at = self._retry_at
+        retry_at = self._looks.retry_at
         if retry_at is not None:
             timeout = sooner(timeout, max(0.0, retry_at - time.monotonic()))
         return fd, timeout
@@ -434,11 +420,12 @@ def _warn_failed_look(directory: str | None, err: OSError, interval: float) -> N
     )
 
 
-def _lost_error(directory: str | None, err: OSError, seconds: float, looks: int) -> ExitDirError:
+def _lost_error(directory: str | None, err: OSError, looks: Looks, now: float) -> ExitDirError:
+    seconds = 0.0 if looks.lost_since is None else now - looks.lost_since
     return ExitDirError(
-        f"exit directory {directory} is lost: {errno_text(err.errno)} for {seconds:.1f} s over {looks} "
-        "looks (an NFS directory deleted and recreated on the server, or a FUSE daemon that died); "
-        "remount it and restart this follower"
+        f"exit directory {directory} is lost: {errno_text(err.errno)} for {seconds:.1f} s over "
+        f"{looks.lost_looks} looks (an NFS directory deleted and recreated on the server, or a FUSE "
+        "daemon that died); remount it and restart this follower"
     )
 
 
