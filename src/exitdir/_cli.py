@@ -368,7 +368,8 @@ def _not_started(run: Leadership, command: str, lacking: ExitDirError) -> int:
     try:
         run.finish(EXIT_ERROR, f"exitdir could not start {command}: {lacking}")
     except ExitDirError as unwritten:
-        _error(str(unwritten))
+        if str(unwritten) != str(lacking):  # the same problem (a directory in the way) is said once
+            _error(str(unwritten))
     return EXIT_ERROR
 
 

@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from ._errors import ExitDirError
+
 ENV_DIR = "EXIT_DIR"
 ENV_REQUIRE_DIR = "EXITDIR_REQUIRE_DIR"
 _YES = frozenset({"1", "true", "yes", "on"})
@@ -25,7 +27,7 @@ SIGNAL_ON = ("always", "success")
 _NAME_MAX_BYTES = 255
 
 
-def _error(message: str) -> Exception:
+def _error(message: str) -> ExitDirError:
     from ._errors import ExitDirError
 
     return ExitDirError(message)
@@ -90,17 +92,52 @@ def require_directory(resolved: str | None, require_dir: bool | None) -> str | N
     )
 
 
-def check_watchable(directory: str) -> None:
-    """Raise ExitDirError if a follower can never watch ``directory``; a missing one is fine (waited for)."""
+def path_problem(directory: str) -> ExitDirError | None:
+    """Why ``directory`` cannot be an exit directory as the path stands, or None: the one message for
+    leaders and followers alike. A path that merely does not exist yet is no problem (a leader creates it,
+    a follower waits for it); a dangling symlink, a symlink loop, or a file where a directory must be is.
+
+    >>> "is not a directory" in str(path_problem("/etc/hostname")), path_problem("/no/such/dir")
+    (True, None)
+    """
+    import errno
     import stat
 
-    if os.path.islink(directory) and not os.path.exists(directory):
-        raise _error(
-            f"exit directory {directory} is a symlink to {os.readlink(directory)}, which does not exist: "
-            "point EXIT_DIR at the real directory"
-        )
     try:
         mode = os.stat(directory).st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return _error(
+                f"exit directory {directory} goes round a symlink loop: point EXIT_DIR (or --dir) at a real "
+                "directory"
+            )
+        if err.errno == errno.ENOTDIR:
+            return _error(
+                f"exit directory {directory} cannot exist: a part of the path above it is a file, not a "
+                "directory; point EXIT_DIR (or --dir) at a directory"
+            )
+        if err.errno == errno.ENOENT and os.path.islink(directory):
+            try:
+                target = os.readlink(directory)
+            except OSError:
+                target = "a path"
+            return _error(
+                f"exit directory {directory} is a symlink to {target}, which does not exist: create it, or "
+                "point EXIT_DIR (or --dir) at the real directory"
+            )
+        return None
+    if not stat.S_ISDIR(mode):
+        return _error(
+            f"exit directory {directory} is not a directory: point EXIT_DIR (or --dir) at the directory "
+            "the leader writes its marker into"
+        )
+    return None
+
+
+def check_watchable(directory: str) -> None:
+    """Raise ExitDirError if a follower can never watch ``directory``; a missing one is fine (waited for)."""
+    try:
+        os.stat(directory)
     except PermissionError:
         # Not "missing": it may well exist, and waiting for it to appear would never end.
         raise _error(
@@ -108,12 +145,12 @@ def check_watchable(directory: str) -> None:
             f"to it and the directories above it; {denied_hint(directory, 'read')}"
         ) from None
     except OSError:
-        return  # not there yet (waited for), or the watch's business, which retries and says so
-    if not stat.S_ISDIR(mode):
-        raise _error(
-            f"exit directory {directory} is not a directory: point EXIT_DIR (or --dir) at the directory "
-            "the leader writes its marker into"
-        )
+        pass  # not there yet (waited for), unless path_problem says it never can be
+    problem = path_problem(directory)
+    if problem is not None:
+        raise problem
+    if not os.path.isdir(directory):
+        return  # not there yet: waited for; a look that fails otherwise is the watch's, which retries
     if not os.access(directory, os.R_OK | os.X_OK):
         raise _error(
             f"cannot read exit directory {directory}: permission denied; a follower needs read and "
@@ -212,8 +249,10 @@ def _is_unicode(text: str) -> bool:
 
 def validate_name(name: str) -> str:
     """Return ``name`` if a leader may write a marker under it, else raise ExitDirError saying why."""
-    if not isinstance(name, str) or name == "":
-        raise _error(f"marker name {name!r} is empty: use a plain file name such as 'exitFile'")
+    if not isinstance(name, str):
+        raise _error(f"marker name {name!r} is not a string: use a plain file name such as 'exitFile'")
+    if name == "":
+        raise _error("marker name '' is empty: use a plain file name such as 'exitFile'")
     if "\0" in name:
         raise _error(f"marker name {name!r} contains a NUL byte: use a plain file name")
     if not _is_unicode(name):
@@ -271,14 +310,15 @@ def _named(what: str, value: object) -> str:
     return f"{what}{value!r}" if what.endswith("=") else f"{what} {value!r}"
 
 
-def validate_seconds(value: object, what: str) -> float:
-    """``value`` (a number, or text as typed) as float seconds >= 0. ``inf`` is accepted: forever."""
+def validate_seconds(value: object, what: str, expected: str = "zero or more seconds") -> float:
+    """``value`` (a number, or text as typed) as float seconds >= 0. ``inf`` is accepted: forever.
+    ``expected`` is what the message asks for instead."""
     try:
         seconds = float(value)  # type: ignore[arg-type]  # anything float() takes; the rest is refused
     except (TypeError, ValueError):
-        raise _error(f"{_named(what, value)} is not a number of seconds: give zero or more seconds") from None
+        raise _error(f"{_named(what, value)} is not a number of seconds: give {expected}") from None
     if not seconds >= 0:  # also catches NaN
-        raise _error(f"{_named(what, value)} is invalid: give zero or more seconds")
+        raise _error(f"{_named(what, value)} is invalid: give {expected}")
     return seconds
 
 
@@ -289,11 +329,10 @@ def validate_timeout(timeout: object, what: str = "timeout") -> float | None:
 
 def validate_interval(value: object, what: str) -> float:
     """A poll interval: seconds > 0 and finite (a scan must come eventually)."""
-    seconds = validate_seconds(value, what)
+    expected = "a finite number of seconds > 0, for example 0.2"
+    seconds = validate_seconds(value, what, expected)
     if not 0 < seconds < float("inf"):
-        raise _error(
-            f"{_named(what, value)} is invalid: give a finite number of seconds > 0, for example 0.2"
-        )
+        raise _error(f"{_named(what, value)} is invalid: give {expected}")
     return seconds
 
 
@@ -303,7 +342,7 @@ def validate_signal(value: object) -> int:
 
     if isinstance(value, int) and not isinstance(value, bool):
         number: int | None = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and value.strip().isdecimal():  # not isdigit: int() refuses '²'
         number = int(value.strip())
     else:
         number = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from ._config import (
     DEFAULT_NAME,
     denied_hint,
+    path_problem,
     require_directory,
     resolve_directory,
     validate_code,
@@ -114,32 +116,27 @@ def publish(directory: str, name: str, data: bytes, *, dir_fd: int | None = None
         try:
             _publish(dir_fd, name, data)
         except OSError as err:
-            raise _publish_error(directory, err) from None
+            raise _publish_error(directory, err, name) from None
         return
     try:
-        try:
-            opened = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:  # created only when missing: makedirs costs syscalls on every call
-            os.makedirs(directory, exist_ok=True)
-            opened = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileExistsError:
-        raise ExitDirError(
-            f"exit directory {directory} exists but is not a directory: point EXIT_DIR (or --dir) at a "
-            "directory shared with the followers"
-        ) from None
-    except NotADirectoryError:
-        raise ExitDirError(
-            f"exit directory {directory} is not a directory: point EXIT_DIR (or --dir) at a directory "
-            "shared with the followers"
-        ) from None
+        opened = _open_directory(directory)
     except OSError as err:
         raise _publish_error(directory, err) from None
     try:
         _publish(opened, name, data)
     except OSError as err:
-        raise _publish_error(directory, err) from None
+        raise _publish_error(directory, err, name) from None
     finally:
         os.close(opened)
+
+
+def _open_directory(directory: str) -> int:
+    """The exit directory, opened; created first if missing."""
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:  # created only when missing: makedirs costs syscalls on every call
+        os.makedirs(directory, exist_ok=True)
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def _publish(dir_fd: int, name: str, data: bytes) -> None:
@@ -155,10 +152,48 @@ def _is_directory_at(dir_fd: int, directory: str) -> bool:
     return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
 
 
-def _publish_error(directory: str, err: OSError) -> ExitDirError:
+def _publish_error(directory: str, err: OSError, name: str | None = None) -> ExitDirError:
+    """The one-line error for a marker that could not be written, with its fix. ``name``: the marker, when
+    the directory itself was opened."""
     if lacking(err) or lost(err):
         return ExitDirError(f"cannot write a marker in {directory}: {explain(err)}")
-    return _write_error(directory, err)
+    if name is not None and err.errno == errno.EISDIR:
+        return _in_the_way(directory, name)
+    return path_problem(directory) or _write_error(directory, err)
+
+
+def _write_problem(dir_fd: int, directory: str, name: str) -> ExitDirError | None:
+    """Why the marker ``name`` could not be written into ``dir_fd``, found before a leader's run starts,
+    or None: a directory in its way, or no permission to write. Creates no entry (a Go follower fires on
+    any new one): it opens an anonymous O_TMPFILE, or asks access() where the filesystem has none."""
+    try:
+        if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+            return _in_the_way(directory, name)
+    except OSError:
+        pass  # nothing there (as usual), or the write will say what is wrong
+    if _HAVE_TMPFILE:
+        try:
+            os.close(os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, _MARKER_MODE, dir_fd=dir_fd))
+            return None
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return _write_error(directory, err)
+            if err.errno not in _NO_TMPFILE:
+                return None  # not about writing (no descriptor left): the caller's look finds that
+    if os.access(directory, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return _write_error(directory, OSError(errno.EROFS if read_only else errno.EACCES, "denied"))
+
+
+def _in_the_way(directory: str, name: str) -> ExitDirError:
+    return ExitDirError(
+        f"cannot write the marker {os.path.join(directory, name)}: a directory of that name is in the way; "
+        "remove it (a marker is a file)"
+    )
 
 
 def _write_error(directory: str, err: OSError) -> ExitDirError:
@@ -277,11 +312,8 @@ class Leadership:
         if directory is None:
             return
         try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError:
-            return  # finish() reports the problem with its fix when it writes the marker
-        try:
-            self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._dir_fd = _open_directory(directory)
+            problem = _write_problem(self._dir_fd, directory, self.name)
             self._spare_fd = os.dup(self._dir_fd)
             boot_id()  # read once per process, now: the marker's write must not need a descriptor for it
             own = read_marker(directory, self.name)
@@ -291,7 +323,10 @@ class Leadership:
                 raise ExitDirError(
                     f"no file descriptor left to keep {directory} open for the marker: {explain(err)}"
                 ) from None
-            return  # unreadable: finish() reports the problem with its fix when it writes the marker
+            raise _publish_error(directory, err) from None
+        if problem is not None:  # the end of the run could not be reported: it must not start
+            self._release()
+            raise problem
         if own is not None:
             try:
                 os.unlink(os.path.join(directory, self.name))
