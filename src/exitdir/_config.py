@@ -36,15 +36,28 @@ def resolve_directory(directory: str | os.PathLike[str] | None) -> str | None:
 
     Relative paths are resolved once, now, so a later ``chdir`` cannot move the directory.
     """
-    if directory is None:
-        directory = os.environ.get(ENV_DIR, "")
-    path = os.fspath(directory)
+    path = validate_directory(directory)
+    if path is None:
+        path = os.environ.get(ENV_DIR, "")
     if path == "":
         return None
     if "\0" in path:
         raise _error(f"exit directory {path!r} contains a NUL byte: give a real directory path")
     # abspath also drops a trailing slash, so "/x/" and "/x" are the same directory.
     return os.path.abspath(path)
+
+
+def validate_directory(directory: object) -> str | None:
+    """``directory`` as a str path (bytes are decoded as the os module does), or None; not resolved."""
+    if directory is None:
+        return None
+    try:
+        path = os.fspath(directory)  # type: ignore[call-overload]  # anything fspath takes; the rest refused
+    except TypeError:
+        raise _error(
+            f"exit directory {directory!r} is not a path: pass a str or os.PathLike, or None for $EXIT_DIR"
+        ) from None
+    return os.fsdecode(path)
 
 
 def validate_require_dir(require_dir: object) -> bool | None:
@@ -322,3 +335,13 @@ def validate_signal_on(signal_on: str) -> str:
     if signal_on not in SIGNAL_ON:
         raise _error(f"signal_on={signal_on!r} is not one of {', '.join(SIGNAL_ON)}: pass one of them")
     return signal_on
+
+
+def validate_decorated(func: object) -> None:
+    """Raise ExitDirError unless ``leader()`` can decorate ``func``: anything callable."""
+    if not callable(func):
+        raise _error(
+            f"leader() cannot decorate {func!r}: it is not callable; decorate a function, or use "
+            "'with exitdir.leader(...):' around the block"
+        )
+
