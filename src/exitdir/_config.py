@@ -225,7 +225,9 @@ def _is_unicode(text: str) -> bool:
 
 def validate_name(name: str) -> str:
     """Return ``name`` if a leader may write a marker under it, else raise ExitDirError saying why."""
-    if not isinstance(name, str) or name == "":
+    if not isinstance(name, str):
+        raise _error(f"marker name {name!r} is not a string: use a plain file name such as 'exitFile'")
+    if name == "":
         raise _error(f"marker name {name!r} is empty: use a plain file name such as 'exitFile'")
     if "\0" in name:
         raise _error(f"marker name {name!r} contains a NUL byte: use a plain file name")
@@ -257,7 +259,13 @@ def leader_names(names: Iterable[str] | None) -> tuple[str, ...] | None:
         return None
     if isinstance(names, str):
         raise _error(f"names={names!r} is a string: pass a list of leader names, e.g. [{names!r}]")
-    leaders = tuple(dict.fromkeys(validate_name(name) for name in names))
+    try:
+        given = iter(names)
+    except TypeError:
+        raise _error(
+            f"names={names!r} is not a list of leader names: pass one, e.g. ['db'], or None for any marker"
+        ) from None
+    leaders = tuple(dict.fromkeys(validate_name(name) for name in given))
     if not leaders:
         raise _error("names is empty: pass at least one leader name, or None for any marker")
     return leaders
@@ -295,9 +303,27 @@ def validate_seconds(value: object, what: str) -> float:
     return seconds
 
 
+def _library_seconds(value: object, what: str, fix: str) -> None:
+    """Refuse what is not a number where the library takes seconds: ``timeout="5"`` or ``True`` is a slip
+    that float() would accept (the command line's text is checked by validate_seconds alone)."""
+    if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__"):
+        raise _error(f"{_named(what, value)} is not a number of seconds: {fix}")
+
+
 def validate_timeout(timeout: object, what: str = "timeout") -> float | None:
-    """Float seconds, or None for forever; negative or NaN is a mistake, not 'no time'."""
-    return None if timeout is None else validate_seconds(timeout, what)
+    """Float seconds, or None for forever; negative or NaN is a mistake, not 'no time'. A number only."""
+    if timeout is None:
+        return None
+    _library_seconds(timeout, what, "give zero or more seconds as a number, or None to wait forever")
+    return validate_seconds(timeout, what)
+
+
+def validate_poll_interval(poll_interval: object) -> float | None:
+    """The library's ``poll_interval``: a number of seconds > 0 and finite, or None for the default."""
+    if poll_interval is None:
+        return None
+    _library_seconds(poll_interval, "poll_interval=", "give a number of seconds > 0, such as 0.2")
+    return validate_interval(poll_interval, "poll_interval=")
 
 
 def validate_interval(value: object, what: str) -> float:
@@ -345,3 +371,11 @@ def validate_decorated(func: object) -> None:
             "'with exitdir.leader(...):' around the block"
         )
 
+
+def validate_callback(callback: object) -> None:
+    """Raise ExitDirError unless ``callback`` can be called when a token trips."""
+    if not callable(callback):
+        raise _error(
+            f"exit callback {callback!r} is not callable: pass a function taking no arguments, such as "
+            "token.add_callback(lambda: server.shutdown())"
+        )

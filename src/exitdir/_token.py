@@ -18,6 +18,8 @@ from ._config import (
     leader_names,
     require_directory,
     resolve_directory,
+    validate_callback,
+    validate_poll_interval,
     validate_require,
     validate_require_dir,
     validate_timeout,
@@ -323,7 +325,14 @@ class ExitToken:
         >>> _ = exitdir.exit(directory=d)
         >>> exitdir.aware(d).add_callback(lambda: print("exit requested"))
         exit requested
+
+        What cannot be called is refused here, not when the token trips:
+
+        >>> exitdir.aware(d).add_callback(5)
+        Traceback (most recent call last):
+        exitdir.ExitDirError: exit callback 5 is not callable: ...
         """
+        validate_callback(callback)
         with self._lock:
             if not self._set:
                 self._raise_if_failed()
@@ -565,6 +574,7 @@ def aware(
     """
     leaders = leader_names(names)
     validate_require(require)
+    poll_interval = validate_poll_interval(poll_interval)
     resolved = require_directory(resolve_directory(directory), validate_require_dir(require_dir))
     if resolved is not None:
         check_watchable(resolved)
