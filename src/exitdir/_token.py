@@ -328,9 +328,11 @@ class ExitToken:
 
         What cannot be called is refused here, not when the token trips:
 
-        >>> exitdir.aware(d).add_callback(5)
-        Traceback (most recent call last):
-        exitdir.ExitDirError: exit callback 5 is not callable: ...
+        >>> try:
+        ...     exitdir.aware(d).add_callback(5)
+        ... except exitdir.ExitDirError as err:
+        ...     print(str(err).partition(":")[0])
+        exit callback 5 is not callable
         """
         validate_callback(callback)
         with self._lock:
