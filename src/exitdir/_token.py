@@ -501,6 +501,14 @@ class Waiter:
         """Deliver whatever is pending without blocking; whether the token has tripped. Never raises."""
         return self._token._deliver()
 
+    def look(self) -> bool:
+        """Look at the directory now, whether or not the plan has a look due; whether the token has
+        tripped. Never blocks for long (one listing) and never raises. For a front-end that must know, at a
+        given moment, what a watch that polls has not looked at yet."""
+        if not self.done():
+            self._token._on_change(None)
+        return self._token._set
+
     def lacking(self) -> ExitDirError | None:
         """Why the token cannot look at its directory for want of a resource, after looking once more
         now (with everything its caller holds already held), or None if it can."""
