@@ -105,6 +105,10 @@ class _LoopWaiter:
             del by_fd[fd]
             self._loop.remove_reader(fd)
 
+    def look(self) -> bool:
+        """Look at the directory now (see :meth:`Waiter.look`); whether the token has tripped."""
+        return self._waiter.look()
+
     def close(self) -> None:
         """Take the reader and timer off the loop. Idempotent."""
         if self._closed:
@@ -184,6 +188,22 @@ class CancelOnExit:
     could be interrupted); ``interrupted`` says the block was cut short because of it. ``marker`` is the
     marker, or None. If the directory is lost for good while the block runs (the token *fails*, see
     :attr:`ExitToken.error`), the block is cancelled too, and its end raises that ExitDirError.
+
+    Scopes nest, as ``asyncio.timeout()`` does: the ``CancelledError`` is absorbed by the outermost scope
+    whose cancel it carries, and goes on past it when someone else (an outer timeout, ``task.cancel()``)
+    asked too (on Python 3.11+; before, the innermost scope that asked absorbs it). Each scope reports on
+    its own block:
+
+    >>> import asyncio, exitdir, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> async def nested() -> None:
+    ...     async with exitdir.cancel_on_exit(d) as outer:
+    ...         async with exitdir.cancel_on_exit(d) as inner:
+    ...             exitdir.exit(directory=d)
+    ...             await asyncio.sleep(3600)  # interrupted at once
+    ...     print(inner.interrupted, outer.interrupted)
+    >>> asyncio.run(nested())
+    True True
     """
 
     def __init__(self, token: ExitToken) -> None:
@@ -191,6 +211,7 @@ class CancelOnExit:
         self._task: asyncio.Task[object] | None = None
         self._inside = False
         self._cancelling = False
+        self._cancels_before = 0  # the task's pending cancel requests when the block began (3.11+)
         self._driver: _LoopWaiter | None = None
         self.exit_requested = False
         self.interrupted = False
@@ -213,6 +234,8 @@ class CancelOnExit:
         if task is None:
             raise RuntimeError("cancel_on_exit() must be used inside an asyncio task")
         self._task = task
+        if sys.version_info >= (3, 11):
+            self._cancels_before = task.cancelling()
         self._inside = True
         # Its first look is a loop callback, never this step: a block with no await must not be left
         # with a cancel pending past its end.
@@ -225,7 +248,12 @@ class CancelOnExit:
         import asyncio
 
         self._inside = False
+        cut_short = exc_type is not None and issubclass(exc_type, asyncio.CancelledError)
         if self._driver is not None:
+            # Cut short by a cancel we did not ask for (an enclosing scope's, say): had the marker come
+            # already, with a watch that polls and had not looked yet? Look once, now.
+            if cut_short and not self._cancelling:
+                self._driver.look()
             self._driver.close()
         self._token.close()
         error = self._token.error
@@ -233,14 +261,15 @@ class CancelOnExit:
             self.exit_requested = True
         ours = False
         if self._cancelling and self._task is not None:
-            # On 3.11+, uncancel() tells our cancel apart from someone else's (an outer timeout,
-            # task.cancel()).
+            # On 3.11+, uncancel() withdraws our request and tells what else is pending: an enclosing
+            # scope's, an outer timeout's, a task.cancel(). They share the one CancelledError (a task is
+            # thrown one, however many are pending), so it goes on to them, as asyncio.timeout does.
             others = self._task.uncancel() if sys.version_info >= (3, 11) else 0
-            ours = exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and others == 0
+            ours = cut_short and others <= self._cancels_before
         if error is not None and (exc_type is None or ours):
             raise error.with_traceback(None) from None  # cannot watch any more: never a silent end
-        if ours:
-            self.interrupted = True
+        # Cut short while exit was requested: by our cancel, or by one that the same marker caused.
+        self.interrupted = cut_short and self.exit_requested
         return ours
 
 

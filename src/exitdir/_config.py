@@ -38,15 +38,28 @@ def resolve_directory(directory: str | os.PathLike[str] | None) -> str | None:
 
     Relative paths are resolved once, now, so a later ``chdir`` cannot move the directory.
     """
-    if directory is None:
-        directory = os.environ.get(ENV_DIR, "")
-    path = os.fspath(directory)
+    path = validate_directory(directory)
+    if path is None:
+        path = os.environ.get(ENV_DIR, "")
     if path == "":
         return None
     if "\0" in path:
         raise _error(f"exit directory {path!r} contains a NUL byte: give a real directory path")
     # abspath also drops a trailing slash, so "/x/" and "/x" are the same directory.
     return os.path.abspath(path)
+
+
+def validate_directory(directory: object) -> str | None:
+    """``directory`` as a str path (bytes are decoded as the os module does), or None; not resolved."""
+    if directory is None:
+        return None
+    try:
+        path = os.fspath(directory)  # type: ignore[call-overload]  # anything fspath takes; the rest refused
+    except TypeError:
+        raise _error(
+            f"exit directory {directory!r} is not a path: pass a str or os.PathLike, or None for $EXIT_DIR"
+        ) from None
+    return os.fsdecode(path)
 
 
 def validate_require_dir(require_dir: object) -> bool | None:
@@ -283,7 +296,13 @@ def leader_names(names: Iterable[str] | None) -> tuple[str, ...] | None:
         return None
     if isinstance(names, str):
         raise _error(f"names={names!r} is a string: pass a list of leader names, e.g. [{names!r}]")
-    leaders = tuple(dict.fromkeys(validate_name(name) for name in names))
+    try:
+        given = iter(names)
+    except TypeError:
+        raise _error(
+            f"names={names!r} is not a list of leader names: pass one, e.g. ['db'], or None for any marker"
+        ) from None
+    leaders = tuple(dict.fromkeys(validate_name(name) for name in given))
     if not leaders:
         raise _error("names is empty: pass at least one leader name, or None for any marker")
     return leaders
@@ -322,9 +341,27 @@ def validate_seconds(value: object, what: str, expected: str = "zero or more sec
     return seconds
 
 
+def _library_seconds(value: object, what: str, fix: str) -> None:
+    """Refuse what is not a number where the library takes seconds: ``timeout="5"`` or ``True`` is a slip
+    that float() would accept (the command line's text is checked by validate_seconds alone)."""
+    if isinstance(value, (str, bytes, bool)) or not hasattr(value, "__float__"):
+        raise _error(f"{_named(what, value)} is not a number of seconds: {fix}")
+
+
 def validate_timeout(timeout: object, what: str = "timeout") -> float | None:
-    """Float seconds, or None for forever; negative or NaN is a mistake, not 'no time'."""
-    return None if timeout is None else validate_seconds(timeout, what)
+    """Float seconds, or None for forever; negative or NaN is a mistake, not 'no time'. A number only."""
+    if timeout is None:
+        return None
+    _library_seconds(timeout, what, "give zero or more seconds as a number, or None to wait forever")
+    return validate_seconds(timeout, what)
+
+
+def validate_poll_interval(poll_interval: object) -> float | None:
+    """The library's ``poll_interval``: a number of seconds > 0 and finite, or None for the default."""
+    if poll_interval is None:
+        return None
+    _library_seconds(poll_interval, "poll_interval=", "give a number of seconds > 0, such as 0.2")
+    return validate_interval(poll_interval, "poll_interval=")
 
 
 def validate_interval(value: object, what: str) -> float:
@@ -361,3 +398,21 @@ def validate_signal_on(signal_on: str) -> str:
     if signal_on not in SIGNAL_ON:
         raise _error(f"signal_on={signal_on!r} is not one of {', '.join(SIGNAL_ON)}: pass one of them")
     return signal_on
+
+
+def validate_decorated(func: object) -> None:
+    """Raise ExitDirError unless ``leader()`` can decorate ``func``: anything callable."""
+    if not callable(func):
+        raise _error(
+            f"leader() cannot decorate {func!r}: it is not callable; decorate a function, or use "
+            "'with exitdir.leader(...):' around the block"
+        )
+
+
+def validate_callback(callback: object) -> None:
+    """Raise ExitDirError unless ``callback`` can be called when a token trips."""
+    if not callable(callback):
+        raise _error(
+            f"exit callback {callback!r} is not callable: pass a function taking no arguments, such as "
+            "token.add_callback(lambda: server.shutdown())"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import stat
@@ -13,6 +14,8 @@ from ._config import (
     require_directory,
     resolve_directory,
     validate_code,
+    validate_decorated,
+    validate_directory,
     validate_name,
     validate_require_dir,
     validate_signal_on,
@@ -392,7 +395,8 @@ class leader:
 
     Normal end: code 0. ``SystemExit``: its code. ``KeyboardInterrupt``: 130. Any other exception: code 1
     with the exception's type and message as the reason. The exception still propagates. Works as a
-    context manager (sync or async) and as a decorator (on plain and ``async def`` functions).
+    context manager (sync or async) and as a decorator on any callable (``async def`` functions, and
+    partials or callable objects of them, get an async wrapper).
 
     While the block runs it holds a liveness lock on the exit directory, so that if the process is killed
     outright (SIGKILL, the OOM killer) its followers still end, and keeps what writing the marker needs,
@@ -404,6 +408,13 @@ class leader:
     ``require_dir=True`` (or ``$EXITDIR_REQUIRE_DIR=1``) makes a missing exit directory an ExitDirError
     on entry, before the block runs.
 
+    One ``leader`` object is reentrant per thread, like an ``RLock``: the outermost entry in a thread
+    begins a run, nested entries of the same object in that thread (a decorated function that recurses,
+    nested ``with``) only count, and the outermost exit ends the run: it writes the marker, with that
+    exit's outcome, then releases the lock. Entries from different threads are independent runs, each
+    with its own lock and its own marker at its end. The tasks of one asyncio loop share its thread: their
+    overlapping entries are one run, ended by the last to leave.
+
     >>> import exitdir, tempfile
     >>> d = tempfile.mkdtemp()
     >>> with exitdir.leader(directory=d):
@@ -414,6 +425,16 @@ class leader:
     >>> @exitdir.leader(directory=d)
     ... def main() -> None:
     ...     raise SystemExit(4)
+
+    >>> @exitdir.leader(directory=d, name="walk")
+    ... def walk(depth: int) -> None:
+    ...     if depth:
+    ...         walk(depth - 1)  # nested: no marker yet
+    ...     else:
+    ...         assert not os.path.exists(os.path.join(d, "walk"))
+    >>> walk(3)  # the outermost call ends the run
+    >>> exitdir.aware(d, names=["walk"]).is_set()
+    True
     """
 
     def __init__(
@@ -424,47 +445,63 @@ class leader:
         signal_on: str = "always",
         require_dir: bool | None = None,
     ) -> None:
-        # Validates them now; the directory is resolved (and, in strict mode, required) on entry.
-        self._run = Leadership(name, directory=directory, signal_on=signal_on, require_dir=require_dir)
+        # Validated now; the directory is resolved (and, in strict mode, required) on entry.
+        self._name = validate_name(name)
+        self._directory = validate_directory(directory)
+        self._signal_on = validate_signal_on(signal_on)
+        self._require_dir = validate_require_dir(require_dir)
+        # The run of each thread inside the block, by thread id: [depth, its Leadership].
+        self._runs: dict[int, list[Any]] = {}
+        self._runs_lock = _thread.allocate_lock()
 
-    def _begin(self) -> None:
-        try:
-            self._run.begin()
-        except ExitDirError as err:
-            if self._run.directory is None:
-                raise  # strict mode and no directory: no marker to write either
-            # The block will not run: its followers must not wait for it.
-            try:
-                self._run.finish(1, f"exitdir could not start the leader's block: {err}")
-            except ExitDirError:
-                pass  # the error raised says why; the marker's own failure would say the same
-            raise ExitDirError(f"cannot start the leader's block: {err}") from None
+    def _enter(self) -> None:
+        thread = _thread.get_ident()
+        with self._runs_lock:
+            entered = self._runs.get(thread)
+            if entered is not None:
+                entered[0] += 1
+                return
+        run = Leadership(
+            self._name, directory=self._directory, signal_on=self._signal_on, require_dir=self._require_dir
+        )
+        _begin(run)  # raises, holding nothing, if the block must not run
+        with self._runs_lock:
+            self._runs[thread] = [1, run]
 
-    def _finish(self, exc: BaseException | None) -> None:
-        self._run.finish(*outcome(exc))
+    def _exit(self, exc: BaseException | None) -> None:
+        with self._runs_lock:
+            entered = self._runs.get(_thread.get_ident())
+            if entered is None:  # an exit without its entry: there is no run to end
+                return
+            entered[0] -= 1
+            if entered[0]:
+                return
+            del self._runs[_thread.get_ident()]
+        entered[1].finish(*outcome(exc))
 
     def __enter__(self) -> leader:
-        self._begin()
+        self._enter()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._finish(exc)
+        self._exit(exc)
 
     async def __aenter__(self) -> leader:
-        self._begin()
+        self._enter()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._finish(exc)
+        self._exit(exc)
 
     def __call__(self, func: F) -> F:
         import functools
 
-        if func.__code__.co_flags & _CO_COROUTINE:
+        validate_decorated(func)
+        if _is_async(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -481,4 +518,31 @@ class leader:
         return wrapper  # type: ignore[return-value]
 
 
-_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
+def _begin(run: Leadership) -> None:
+    """``run.begin()``; if that fails with a directory known, the block will not run: say so in a marker."""
+    try:
+        run.begin()
+    except ExitDirError as err:
+        if run.directory is None:
+            raise  # strict mode and no directory: no marker to write either
+        # The block will not run: its followers must not wait for it.
+        try:
+            run.finish(1, f"exitdir could not start the leader's block: {err}")
+        except ExitDirError:
+            pass  # the error raised says why; the marker's own failure would say the same
+        raise ExitDirError(f"cannot start the leader's block: {err}") from None
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    """Whether calling ``func`` returns a coroutine: an ``async def`` function or method, a partial of
+    one, or an object whose ``__call__`` is one. (inspect costs ~5 ms: imported when decorating.)"""
+    import functools
+    import inspect
+
+    while isinstance(func, functools.partial):
+        func = func.func
+    if inspect.iscoroutinefunction(func):
+        return True
+    if isinstance(func, type) or inspect.isroutine(func):
+        return False  # calling a class makes an instance, whatever its __call__ is
+    return inspect.iscoroutinefunction(type(func).__call__)  # callable: its type has __call__

@@ -18,6 +18,8 @@ from ._config import (
     leader_names,
     require_directory,
     resolve_directory,
+    validate_callback,
+    validate_poll_interval,
     validate_require,
     validate_require_dir,
     validate_timeout,
@@ -323,7 +325,16 @@ class ExitToken:
         >>> _ = exitdir.exit(directory=d)
         >>> exitdir.aware(d).add_callback(lambda: print("exit requested"))
         exit requested
+
+        What cannot be called is refused here, not when the token trips:
+
+        >>> try:
+        ...     exitdir.aware(d).add_callback(5)
+        ... except exitdir.ExitDirError as err:
+        ...     print(str(err).partition(":")[0])
+        exit callback 5 is not callable
         """
+        validate_callback(callback)
         with self._lock:
             if not self._set:
                 self._raise_if_failed()
@@ -490,6 +501,14 @@ class Waiter:
         """Deliver whatever is pending without blocking; whether the token has tripped. Never raises."""
         return self._token._deliver()
 
+    def look(self) -> bool:
+        """Look at the directory now, whether or not the plan has a look due; whether the token has
+        tripped. Never blocks for long (one listing) and never raises. For a front-end that must know, at a
+        given moment, what a watch that polls has not looked at yet."""
+        if not self.done():
+            self._token._on_change(None)
+        return self._token._set
+
     def lacking(self) -> ExitDirError | None:
         """Why the token cannot look at its directory for want of a resource, after looking once more
         now (with everything its caller holds already held), or None if it can."""
@@ -565,6 +584,7 @@ def aware(
     """
     leaders = leader_names(names)
     validate_require(require)
+    poll_interval = validate_poll_interval(poll_interval)
     resolved = require_directory(resolve_directory(directory), validate_require_dir(require_dir))
     if resolved is not None:
         check_watchable(resolved)
