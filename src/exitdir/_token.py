@@ -60,6 +60,10 @@ class ExitToken:
     from then on :meth:`wait` and :meth:`is_set` raise it, every call, and callbacks never run. A look
     that fails for want of a resource (no file descriptor left) is only retried, never a failure.
 
+    A token may be inherited by ``fork()`` (gunicorn or ``multiprocessing`` workers): a child process gets
+    a watch of its own, set up at its first :meth:`wait` or :meth:`is_set`, and every process trips.
+    Callbacks registered before the fork run in the parent only, as threads do not survive a fork.
+
     >>> import exitdir, tempfile
     >>> d = tempfile.mkdtemp()
     >>> with exitdir.aware(d) as token:

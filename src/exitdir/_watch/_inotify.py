@@ -7,15 +7,22 @@ an instance blocks for ~10 ms while the kernel waits out a grace period. Watches
 Why no reader thread: the thread that waits reads the fd itself (``poll`` then ``read``); a hand-over between
 threads costs 100-150 us here. When several threads wait at once, one of them reads and dispatches to every
 watch and the others sleep on a condition until it is done.
+
+Why one instance per *process*: a forked child inherits the descriptor, and an event read from a shared
+instance is gone for every other process, so only one of them would trip. A child therefore drops what it
+inherited (``_after_fork_in_child``) and each watch it inherited sets itself up again on the child's own
+instance, then rescans.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import stat
 import struct
 import threading
 import time
+import weakref
 
 from .._clock import poll_ms, wait_seconds
 from .._errno import FallbackRequired, errno_text, fallback_or_raise, lacking
@@ -89,6 +96,18 @@ class _Hub:
         self._done_reading = threading.Condition(self._lock)
         self._reader: int | None = None  # the thread reading the fd, if any
         self._watches: dict[int, list[InotifyWatch]] = {}
+
+    def forsake(self) -> None:
+        """In a forked child: close this process's copies of the parent's descriptors, and nothing else.
+
+        The instance itself is shared with the parent: ``inotify_rm_watch`` here would remove the parent's
+        watches, and reading it would steal the parent's events.
+        """
+        for fd in (self.fd, self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # closed by the program meanwhile (a daemon closing every descriptor after fork)
 
     def add(self, path: str, watch: InotifyWatch) -> int:
         with self._lock:
@@ -197,6 +216,8 @@ class _Hub:
 
 _hub: _Hub | None = None
 _hub_lock = threading.Lock()
+# Every open watch, so that a forked child can move the ones it inherited onto an instance of its own.
+_open_watches: weakref.WeakSet[InotifyWatch] = weakref.WeakSet()
 
 
 def process_hub() -> _Hub:
@@ -208,34 +229,70 @@ def process_hub() -> _Hub:
         return _hub
 
 
+def _after_fork_in_child() -> None:
+    """Drop the parent's instance in a forked child, and have every inherited watch set itself up anew.
+
+    Only this thread survives a fork: a lock another thread held then stays held forever, so every lock
+    the watches use is made anew, and the reader recorded in the old hub is forgotten with it. Nothing is
+    set up here (no descriptor is opened in a child that may never wait): each watch does it on its next
+    pump, which its plan makes due at once.
+    """
+    global _hub, _hub_lock  # noqa: PLW0603 - the child's own instance replaces the parent's
+    inherited, _hub = _hub, None
+    _hub_lock = threading.Lock()
+    if inherited is not None:
+        inherited.forsake()
+    for watch in list(_open_watches):
+        watch._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the directory ``path`` names now, or None if it names none."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
 class InotifyWatch:
     """Watch one directory; while it does not exist, watch its nearest existing ancestor.
 
-    Its plan is the shared inotify fd and no timer, except while the watch is *broken*: lost mid-wait and
-    refused again (the watch limit reached, the directory recreated unreadable). Then the plan adds a timer
-    of ``retry_interval``: each pump that is due retries the watch and rescans, so the follower polls
-    until the watch can be set again, and never hangs.
+    Its plan is the shared inotify fd and a timer of ``retry_interval`` (the poll interval). At each due
+    pump one ``stat`` checks that the path still names the directory watched: a symlink retargeted, a
+    filesystem mounted over it or an ancestor renamed raise no event on the inode watched, so then the
+    watch is set again and the directory rescanned. While the watch is *broken* (lost mid-wait and
+    refused again: the watch limit reached, the directory recreated unreadable; or not yet set up in a
+    forked child), each due pump retries the watch and rescans instead, so the follower polls until the
+    watch can be set again, and never hangs.
     """
 
     backend = "inotify"
 
     def __init__(self, directory: str, on_change: OnChange, *, retry_interval: float) -> None:
-        self._hub = process_hub()
+        self._hub: _Hub | None = None  # None: not set up in this process (yet)
         self._directory = directory
         self._on_change = on_change
         self._retry_interval = retry_interval
         self._lock = threading.RLock()
         self._closed = False
         self._retry_at: float | None = None  # monotonic time of the next retry while broken
+        self._check_at = 0.0  # monotonic time of the next check that the path names what is watched
+        self._watched: tuple[str, tuple[int, int] | None] = (directory, None)  # path, its identity then
+        self._wake = threading.Event()  # set by wake() and close(), for a pump that has no hub to block on
         self.wd = -1
         self.watching_target = False
         self._arm(initial=True)
+        _open_watches.add(self)
 
     def plan(self) -> Plan:
+        hub = self._hub
         retry_at = self._retry_at
-        if retry_at is None:
-            return self._hub.fd, None
-        return self._hub.fd, max(0.0, retry_at - time.monotonic())
+        due = self._check_at if retry_at is None else retry_at
+        return None if hub is None else hub.fd, max(0.0, due - time.monotonic())
 
     def _arm(self, *, initial: bool = False) -> None:
         """Watch the directory (or the closest ancestor that exists), then ask for a rescan.
@@ -245,28 +302,40 @@ class InotifyWatch:
         with self._lock:
             if self._closed:
                 return
-            if self.wd != -1:
+            if self.wd != -1 and self._hub is not None:
                 self._hub.remove(self.wd, self)
-                self.wd = -1
-            path = self._directory
-            while True:
-                try:
-                    self.wd = self._hub.add(path, self)
-                    break
-                except (FileNotFoundError, NotADirectoryError):
-                    parent = os.path.dirname(path)
-                    if parent == path:
-                        raise
-                    path = parent
-                except (FallbackRequired, OSError) as err:
-                    if initial and (isinstance(err, FallbackRequired) or lacking(err)):
-                        raise  # inotify cannot be used here: the caller polls instead
-                    # Refused now (a stale NFS handle, a directory made unreadable): retried on a timer.
-                    self._break(err)
-                    break
+            self.wd = -1
+            path, identity = self._directory, None
+            try:
+                hub = self._hub = process_hub()
+            except (FallbackRequired, OSError) as err:
+                if initial:
+                    raise  # inotify cannot be used here: the caller polls instead
+                self._break(err)  # a forked child that cannot have an instance of its own (yet)
+            else:
+                while True:
+                    # Taken before the watch is set: a swap after this is seen by the next check, and one
+                    # between the two costs one needless re-watch, never a miss.
+                    identity = _identity(path)
+                    try:
+                        self.wd = hub.add(path, self)
+                        break
+                    except (FileNotFoundError, NotADirectoryError):
+                        parent = os.path.dirname(path)
+                        if parent == path:
+                            raise
+                        path = parent
+                    except (FallbackRequired, OSError) as err:
+                        if initial and (isinstance(err, FallbackRequired) or lacking(err)):
+                            raise  # inotify cannot be used here: the caller polls instead
+                        # Refused now (a stale NFS handle, a directory made unreadable): retried on a timer.
+                        self._break(err)
+                        break
             if self.wd != -1:
                 self._retry_at = None
+                self._watched = (path, identity)
             self.watching_target = path == self._directory
+            self._check_at = time.monotonic() + self._retry_interval
         self._on_change(None)
 
     def _break(self, err: OSError | FallbackRequired) -> None:
@@ -279,6 +348,21 @@ class InotifyWatch:
             f"{self._retry_interval:g} s until it can be watched again",
         )
 
+    def _forked(self) -> None:
+        """In a forked child (see ``_after_fork_in_child``): broken, with a retry due at once."""
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._hub = None
+        self.wd = -1
+        self._retry_at = 0.0
+
+    def _moved(self) -> bool:
+        """Whether the path names another directory than the one watched, or the one awaited has appeared."""
+        path, identity = self._watched
+        if not self.watching_target and _identity(self._directory) is not None:
+            return True
+        return _identity(path) != identity
+
     def deliver(self, wd: int, names: list[str], rearm: bool, closed: bool) -> None:
         if wd != self.wd or self._closed:
             return  # a stale event for a watch we already replaced
@@ -290,20 +374,44 @@ class InotifyWatch:
     def pump(self, timeout: float | None, stop: Callable[[], bool] = _never) -> None:
         if self._closed:
             return
-        self._hub.pump(timeout, lambda: self._closed or stop())
+        hub = self._hub
+        if hub is not None:
+            hub.pump(timeout, lambda: self._closed or stop())
+        elif timeout is None or timeout > 0:
+            # No instance to block on: sleep until the retry is due. Cleared before stop() is checked, so a
+            # change announced after that check still ends the sleep (the contract in _base).
+            self._wake.clear()
+            if not (self._closed or stop()):
+                self._wake.wait(wait_seconds(timeout))
+        now = time.monotonic()
         retry_at = self._retry_at
-        if retry_at is not None and time.monotonic() >= retry_at:
-            self._arm()
+        if retry_at is not None:
+            if now >= retry_at:
+                self._arm()
+        elif now >= self._check_at:
+            with self._lock:  # one thread checks per interval
+                if now < self._check_at:
+                    return
+                self._check_at = now + self._retry_interval
+            if self._moved():
+                self._arm()
 
     def wake(self) -> None:
-        self._hub.wake()
+        self._wake.set()
+        hub = self._hub
+        if hub is not None:
+            hub.wake()
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            if self.wd != -1:
-                self._hub.remove(self.wd, self)
-                self.wd = -1
-        self._hub.wake()
+            hub = self._hub
+            if self.wd != -1 and hub is not None:
+                hub.remove(self.wd, self)
+            self.wd = -1
+        _open_watches.discard(self)
+        self._wake.set()
+        if hub is not None:
+            hub.wake()

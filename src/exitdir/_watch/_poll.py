@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 
 from .._clock import wait_seconds
 
@@ -23,6 +24,20 @@ if TYPE_CHECKING:
 # Filesystem timestamps can be coarse (a jiffy on ext4, 2 s on FAT): a directory modified less than this
 # long before a scan may be modified again without its mtime changing, so it is listed again regardless.
 _TIMESTAMP_MARGIN = 2.0
+
+
+# Every open watch, so that a forked child can remake their locks (below).
+_open_watches: weakref.WeakSet[PollWatch] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A lock held at the fork by a thread of the parent (scanning) would stay held in the child forever."""
+    for watch in list(_open_watches):
+        watch._scan_lock = threading.Lock()
+        watch._wake = threading.Event()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class PollWatch:
@@ -46,6 +61,7 @@ class PollWatch:
         self._wake = threading.Event()  # set by wake() and close(): every sleeping pump returns
         self._scan_lock = threading.Lock()
         self._next_scan = 0.0
+        _open_watches.add(self)
         self._scan()
 
     def plan(self) -> Plan:
@@ -86,4 +102,5 @@ class PollWatch:
 
     def close(self) -> None:
         self._closed = True
+        _open_watches.discard(self)
         self._wake.set()
