@@ -169,15 +169,26 @@ def _cause(why: str, token: ExitToken | None, timeout: float | None) -> str:
 def _spawn(argv: Sequence[str]) -> int | ChildExit:
     """The child's pid, or how starting it failed, as a shell would report it (127 not found, 126 else)."""
     command = argv[0]
+    if not command:  # names no program, as bash says (`: command not found`, 127)
+        return ChildExit(EXIT_NOT_FOUND, "command not found: ''")
     try:
         return os.posix_spawnp(
-            command, list(argv), os.environ, setpgroup=0, setsigmask=(), setsigdef=CHILD_DEFAULTS
+            command, list(argv), _environment(), setpgroup=0, setsigmask=(), setsigdef=CHILD_DEFAULTS
         )
     except OSError as err:
         if err.errno == errno.ENOENT:
             return ChildExit(EXIT_NOT_FOUND, f"command not found: {command}")
         # EACCES, ENOEXEC, EISDIR as a shell says them; E2BIG, ENOMEM, EAGAIN too: it did not start.
         return ChildExit(EXIT_NOT_EXECUTABLE, f"cannot execute {command}: {err.strerror}")
+    except ValueError as err:  # a NUL in an argument: only supervise(argv) from Python can pass one
+        return ChildExit(EXIT_NOT_EXECUTABLE, f"cannot execute {command}: {err}")
+
+
+def _environment() -> dict[str, str]:
+    """``os.environ`` as exec can pass it on. A raw entry ``=x`` (execve allows it) reads as the name ``""``,
+    which posix_spawnp refuses (ValueError): it is dropped, as Python drops an entry with no ``=``; no
+    program can look up a variable with no name."""
+    return {name: value for name, value in os.environ.items() if name and "=" not in name}
 
 
 _KILLED_GROUP_WAIT = 2.0  # seconds for SIGKILLed group members to die; only one stuck in the kernel takes it
