@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from exitdir._cli import main
 
-from _support import EXITDIR, GENEROUS, python
+from _support import EXITDIR, GENEROUS, env_with, python
 
 CHILDREN = Path(__file__).parent / "children"
 SIGPRINT = [sys.executable, str(CHILDREN / "sigprint.py")]
@@ -94,3 +98,213 @@ def test_an_environment_entry_with_an_empty_name_does_not_stop_the_program(mode:
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "yes False\n", "")
+
+
+# --- signals from the moment exitdir's own code runs ---------------------------------------------------
+
+
+def blocked(pid: int) -> int:
+    """The signal mask of process ``pid`` (SigBlk in /proc), or -1 once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return -1
+    for line in status.splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    return -1
+
+
+def wait_until_held(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """Until ``proc`` blocks ``signum``: the first thing `main` does for `lead` and `follow`, so from then on
+    exitdir's own code is running. Polls /proc: the wrapper gives no other sign of reaching that point,
+    and one it printed would already be too late to test the window."""
+    deadline = time.monotonic() + GENEROUS
+    while True:
+        mask = blocked(proc.pid)
+        if mask > 0 and mask & (1 << (signum - 1)):
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the wrapper never blocked {name(signum)} (exit status {proc.poll()})")
+        time.sleep(0.0002)  # a poll of /proc, not a handshake: see the docstring
+
+
+PROGRAMS = {
+    "runs": ["sleep", "30"],  # the signal must reach it, whenever it came
+    "ends": ["true"],  # the signal may come before it starts (then it reaches it) or after it ended
+    "missing": ["no-such-command-exitdir"],  # it never starts: the signal changes nothing
+}
+
+
+@pytest.mark.parametrize("mode", WRAPPERS)
+def test_a_signal_sent_as_soon_as_exitdir_runs_reaches_the_program_and_lead_writes_its_marker(
+    mode: str, tmp_path: Path
+) -> None:
+    # It used to kill the wrapper outright during its first ~50 ms (imports, argument parsing, taking the
+    # lock), before the relay was in place: lead exited 143 with no marker and no lock, so its followers
+    # waited forever. Each trial sends a real signal a random delay (0-40 ms: the whole start-up) after
+    # exitdir's own code started running; whenever it lands, the program's end is what is reported.
+    rng = random.Random()
+    seed = rng.randrange(1 << 32)
+    rng.seed(seed)
+    for trial in range(24):
+        exit_dir = tmp_path / str(trial)
+        exit_dir.mkdir()
+        signum = rng.choice([signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+        program = rng.choice(list(PROGRAMS))
+        proc = subprocess.Popen(
+            wrap(mode, exit_dir, *PROGRAMS[program]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_until_held(proc, signum)
+            time.sleep(rng.uniform(0, 0.04))  # the trial's random moment, not a synchronisation
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=GENEROUS)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        status, doc = proc.returncode, marker_doc(exit_dir)
+        seen = f"seed {seed}, trial {trial}: {program}, {signal.Signals(signum).name}: status {status}, {doc}"
+        assert b"Traceback" not in err, seen + err.decode()
+        # 128+N: the program was killed by the signal and the wrapper said so. -N: the wrapper itself was
+        # ended by it, which may only happen once it is done (as it exits), so never to a running program.
+        killed, reported = 128 + signum, -signum
+        program_status = {
+            "runs": {killed},  # the program was running: the signal always reaches it
+            "ends": {0, killed},  # it reached the program, or came after the program had ended
+            "missing": {127},  # the program never started: the signal changes nothing
+        }[program]
+        assert status in (*program_status, reported), seen
+        assert (program, status) != ("runs", reported), seen
+        if mode == "lead":  # and the marker was written, with the program's status
+            assert doc is not None, seen
+            assert doc["code"] == (status if status != reported else min(program_status)), seen
+        else:
+            assert doc is None, seen
+
+
+# --- every signal that would end the wrapper -----------------------------------------------------------
+
+# Every catchable signal whose default action ends a process (signal(7)): the rest is ignored or stops it.
+ENDS_A_PROCESS = sorted(
+    signum
+    for signum in signal.valid_signals()
+    if signum
+    not in {
+        *(signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGWINCH),
+        *(signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU),
+    }
+)
+# Not forwarded, and ignored by the wrapper: faults (the kernel still makes a real one fatal), the
+# wrapper's own resource and profiling signals, and SIGPIPE.
+NOT_FORWARDED = {
+    *(signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE, signal.SIGSEGV, signal.SIGSYS),
+    *(signal.SIGPIPE, signal.SIGXCPU, signal.SIGXFSZ, signal.SIGPROF, signal.SIGVTALRM),
+}
+
+
+def name(signum: int) -> str:
+    """As sigprint.py prints it: TERM, RTMIN, 40."""
+    try:
+        return signal.Signals(signum).name.removeprefix("SIG")
+    except ValueError:
+        return str(signum)
+
+
+class Wrapped:
+    """A real wrapper running sigprint.py, read line by line; a read fails at once if the wrapper died."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.buffer = b""
+        self.program: int | None = None  # a pidfd on the program, to kill it if the wrapper leaves it
+
+    def line(self) -> str:
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.fileno()
+        deadline = time.monotonic() + GENEROUS
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"no line from the program within {GENEROUS} s")
+            ready, _, _ = select.select([out, self.pidfd], [], [], left)
+            if out in ready:
+                chunk = os.read(out, 4096)
+                if not chunk:
+                    pytest.fail("the program's output ended")
+                self.buffer += chunk
+            elif self.pidfd in ready:
+                pytest.fail(f"the wrapper died (status {self.proc.wait()}), leaving its program running")
+        text, _, self.buffer = self.buffer.partition(b"\n")
+        return text.decode()
+
+    def started(self) -> None:
+        assert self.line() == "ready"
+        pid = int(Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()[0])
+        self.program = os.pidfd_open(pid)
+
+    def close(self) -> None:
+        if self.program is not None:
+            try:
+                signal.pidfd_send_signal(self.program, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.close(self.program)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=GENEROUS)
+        os.close(self.pidfd)
+
+
+@pytest.mark.parametrize("mode", WRAPPERS)
+def test_no_signal_ends_the_wrapper_and_leaves_its_program_running(mode: str, exit_dir: Path) -> None:
+    # SIGPROF, SIGVTALRM, SIGXCPU and SIGSYS (and the faults, sent with kill) used to end the wrapper with
+    # 128+N, leaving the program running and, for lead, no marker. Each is either forwarded (the program
+    # prints it) or ignored (the program prints the WINCH sent after it, and never it).
+    wrapped = Wrapped(wrap(mode, exit_dir, *SIGPRINT))
+    try:
+        wrapped.started()
+        for signum in ENDS_A_PROCESS:
+            if signum == signal.SIGTERM:
+                continue  # ends sigprint.py: sent last
+            wrapped.proc.send_signal(signum)
+            if signum in NOT_FORWARDED:
+                wrapped.proc.send_signal(signal.SIGWINCH)
+                assert wrapped.line() == "WINCH", name(signum)
+            else:
+                assert wrapped.line() == name(signum)
+        wrapped.proc.send_signal(signal.SIGTERM)
+        assert wrapped.line() == "TERM"
+        assert wrapped.proc.wait(GENEROUS) == 0
+        assert wrapped.buffer + wrapped.proc.communicate(timeout=GENEROUS)[0] == b""
+    finally:
+        wrapped.close()
+    if mode == "lead":
+        doc = marker_doc(exit_dir)
+        assert doc is not None
+        assert doc["code"] == 0
+
+
+@pytest.mark.parametrize("mode", WRAPPERS)
+def test_signal_handlers_installed_outside_python_do_not_end_the_wrapper_in_a_traceback(
+    mode: str, exit_dir: Path
+) -> None:
+    # PYTHONFAULTHANDLER=1 puts handlers outside Python on SIGABRT and the faults; putting them back when
+    # the relay was left raised TypeError once the program had ended (lead: marker "exitdir lead failed").
+    result = subprocess.run(
+        wrap(mode, exit_dir, "true"),
+        env=env_with(PYTHONFAULTHANDLER="1"),
+        capture_output=True,
+        timeout=GENEROUS,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, b"")
+    if mode == "lead":
+        doc = marker_doc(exit_dir)
+        assert doc is not None
+        assert (doc["code"], doc["reason"]) == (0, "exited with status 0")
