@@ -308,3 +308,137 @@ def test_signal_handlers_installed_outside_python_do_not_end_the_wrapper_in_a_tr
         doc = marker_doc(exit_dir)
         assert doc is not None
         assert (doc["code"], doc["reason"]) == (0, "exited with status 0")
+
+
+# --- job control through the wrapper, on a real terminal -----------------------------------------------
+
+
+class Terminal:
+    """An interactive bash on a real pty, as a user at a terminal has it: its controlling terminal (setsid
+    -c), job control on. Read against a deadline; everything it started is killed at the end."""
+
+    def __init__(self, exit_dir: Path) -> None:
+        self.master, slave = os.openpty()
+        env = env_with(PS1="PROMPT$ ", TERM="dumb", HISTFILE="/dev/null", EXIT_DIR=str(exit_dir))
+        self.bash = subprocess.Popen(
+            ["setsid", "-c", "bash", "--norc", "--noprofile", "-i"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+        )
+        os.close(slave)
+        self.seen = b""
+        self.pidfds: list[int] = []
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def expect(self, fragment: str) -> str:
+        """Read until ``fragment`` has appeared; what came up to it."""
+        deadline = time.monotonic() + GENEROUS
+        while fragment.encode() not in self.seen:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.master], [], [], max(left, 0))
+            if not ready:
+                pytest.fail(f"no {fragment!r} on the terminal within {GENEROUS} s; it shows {self.seen!r}")
+            try:
+                self.seen += os.read(self.master, 4096)
+            except OSError:  # EIO: every process of the session has gone
+                pytest.fail(f"the terminal closed before {fragment!r}; it showed {self.seen!r}")
+        before, _, self.seen = self.seen.partition(fragment.encode())
+        return before.decode(errors="replace")
+
+    def owned_by(self, group: int) -> None:
+        """Until ``group`` is the terminal's foreground group (what ^C and ^Z reach). Polls the terminal:
+        nothing prints when its owner changes."""
+        deadline = time.monotonic() + GENEROUS
+        while os.tcgetpgrp(self.master) != group:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the terminal never went to group {group}; it is {os.tcgetpgrp(self.master)}'s")
+            time.sleep(0.001)  # a poll of the terminal, not a handshake: see the docstring
+
+    def children(self, pid: int) -> list[int]:
+        pids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        self.pidfds += [os.pidfd_open(p) for p in pids]
+        return pids
+
+    def close(self) -> None:
+        for fd in self.pidfds:
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.close(fd)
+        self.bash.kill()
+        self.bash.wait(GENEROUS)
+        os.close(self.master)
+
+
+def state(pid: int) -> str:
+    """R, S, T (stopped)... from /proc/PID/stat."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def test_ctrl_z_stops_lead_like_a_shell_job_and_fg_gives_the_program_the_terminal(exit_dir: Path) -> None:
+    # ^Z used to stop the program only: it kept the terminal and the wrapper kept waiting, so neither the
+    # prompt nor ^C answered. Now the wrapper stops too, with the same signal, and the shell is back.
+    terminal = Terminal(exit_dir)
+    try:
+        terminal.expect("PROMPT$ ")
+        lead = " ".join(EXITDIR)
+        terminal.type(f"{lead} lead -- sh -c 'echo rea\"\"dy; exec sleep 30'\n")
+        terminal.expect("ready")
+        [wrapper] = terminal.children(terminal.bash.pid)
+        [program] = terminal.children(wrapper)
+        terminal.owned_by(program)  # lead has handed it the terminal
+        terminal.type("\x1a")  # ^Z
+        terminal.expect("Stopped")
+        terminal.expect("PROMPT$ ")  # the shell has the terminal again
+        assert (state(wrapper), state(program)) == ("T", "T")
+        assert marker_doc(exit_dir) is None  # stopped, not ended
+        assert os.tcgetpgrp(terminal.master) == terminal.bash.pid
+        terminal.type("fg\n")
+        terminal.owned_by(program)  # bash gave it to lead, and lead to the program
+        terminal.type("\x03")  # ^C: as to a shell job, the job ends with 130, and lead reports it
+        terminal.expect("PROMPT$ ")
+        terminal.type('echo "st""atus=$?"\n')
+        terminal.expect("status=130")
+        doc = marker_doc(exit_dir)
+        assert doc is not None
+        assert (doc["code"], doc["reason"]) == (130, "killed by SIGINT")
+    finally:
+        terminal.close()
+
+
+def test_bg_after_ctrl_z_runs_the_program_in_the_background_and_leaves_the_shell_the_terminal(
+    exit_dir: Path,
+) -> None:
+    terminal = Terminal(exit_dir)
+    try:
+        terminal.expect("PROMPT$ ")
+        lead = " ".join(EXITDIR)
+        terminal.type(f"{lead} lead -- sh -c 'echo rea\"\"dy; exec sleep 30'\n")
+        terminal.expect("ready")
+        [wrapper] = terminal.children(terminal.bash.pid)
+        [program] = terminal.children(wrapper)
+        terminal.owned_by(program)
+        terminal.type("\x1a")  # ^Z
+        terminal.expect("Stopped")
+        terminal.expect("PROMPT$ ")
+        terminal.type("bg\n")
+        terminal.expect("PROMPT$ ")
+        deadline = time.monotonic() + GENEROUS
+        while state(program) == "T":  # continued by lead once bash has continued lead
+            assert time.monotonic() < deadline, "bg never continued the program"
+            time.sleep(0.001)  # a poll of /proc: nothing prints when a process continues
+        assert state(wrapper) != "T"
+        assert os.tcgetpgrp(terminal.master) == terminal.bash.pid  # not taken from the shell
+        terminal.type('kill %1; wait %1; echo "st""atus=$?"\n')
+        terminal.expect("status=143")
+        doc = marker_doc(exit_dir)
+        assert doc is not None
+        assert (doc["code"], doc["reason"]) == (143, "killed by SIGTERM")
+        assert os.tcgetpgrp(terminal.master) == terminal.bash.pid  # nor when the job ended
+    finally:
+        terminal.close()
