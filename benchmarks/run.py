@@ -42,6 +42,7 @@ def main() -> int:
         lambda: follower.fan_out(50 if args.quick else 500),
         lambda: follower.polling(1000 if args.quick else 10000),
         lambda: wrapper.startup(runs),
+        lambda: wrapper.unguarded(runs),
         lambda: wrapper.idle(idle_seconds),
     ]
     for section in sections:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -35,6 +36,43 @@ def startup(runs: int) -> Table:
         f"{worst:.1f} ms added, {worst - (bare - true):.1f} ms over a bare interpreter",
     )
     return table
+
+
+def unguarded(runs: int) -> Table:
+    """How long after exec a signal still ends `lead` or `follow` outright (no marker, no lock): until
+    `main` has blocked the signals it holds (SigBlk in /proc shows SIGTERM), which is Python's start-up
+    and the imports before `main`. Timed from just before the fork, next to a bare interpreter's whole run."""
+    table = Table(
+        "Start-up window in which a signal ends the wrapper (median of exec to signals held, ms)",
+        ["command", "median ms", "max ms"],
+    )
+    term = 1 << (signal.SIGTERM - 1)
+    bare = time_command([PYTHON, "-c", "pass"], runs)
+    table.add("`python -c pass` (a whole run, for scale)", median_ms(bare), max(bare) * 1000)
+    for mode in ("lead", "follow"):
+        samples = []
+        for _ in range(runs):
+            exit_dir = tempfile.mkdtemp()
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                [*EXITDIR, mode, "-q", "--dir", exit_dir, "--", "sleep", "60"], stdout=subprocess.DEVNULL
+            )
+            while proc.poll() is None and not _blocked(proc.pid) & term:
+                pass  # spin: a sleep would add its own granularity to what is measured
+            samples.append(time.perf_counter() - start)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+            shutil.rmtree(exit_dir)
+        table.add(f"`exitdir {mode} -- CMD`", median_ms(samples), max(samples) * 1000)
+    return table
+
+
+def _blocked(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return 0
 
 
 def idle(seconds: float) -> Table:

@@ -6,7 +6,6 @@ same words here and in Python; ``lead`` and ``follow`` map a supervision :class:
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -23,11 +22,15 @@ from ._config import (
     validate_signal_on,
 )
 from ._errors import ExitDirError
+from ._signals import hold, release
 from ._text import printable
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    # argparse is imported where the parser is built: it costs ~10 ms, and `lead` and `follow` hold their
+    # signals before it (main), since a signal there would end them with no marker.
+    import argparse
     from collections.abc import Callable, Sequence
     from types import FrameType
     from typing import Any, NoReturn, TypeVar
@@ -49,12 +52,6 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed 
 
 class _UsageError(Exception):
     pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, not argparse's usage dump: it ends up in container logs.
-        raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
 class _Output:
@@ -141,6 +138,8 @@ def _checked(validate: Callable[[str], T], name: str) -> Callable[[str], T]:
         try:
             return validate(text)
         except ExitDirError as err:
+            import argparse
+
             raise argparse.ArgumentTypeError(str(err)) from None
 
     convert.__name__ = name  # what argparse calls the type in its own messages
@@ -465,7 +464,7 @@ def _supervised(sub: argparse.ArgumentParser) -> None:
         help="when CMD ends or is stopped, stop every process it left running too, setsid() and "
         "double-forked daemons included: --signal, --grace seconds, then SIGKILL (implies --subreaper)",
     )
-    sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    sub.add_argument("command", nargs="...", metavar="-- CMD [ARGS...]")  # argparse.REMAINDER
 
 
 def _configure_exit(sub: argparse.ArgumentParser) -> None:
@@ -586,7 +585,19 @@ _COMMANDS = {
 }
 
 
-def _parser(argv: Sequence[str]) -> _Parser:
+def _subcommand(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, as argparse will read it (the top level has no option taking a value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            # One line, not argparse's usage dump: it ends up in container logs.
+            raise _UsageError(f"{message} (see '{self.prog} --help')")
+
     parser = _Parser(
         prog="exitdir", description="Tell processes to exit through a shared directory ($EXIT_DIR)."
     )
@@ -598,7 +609,7 @@ def _parser(argv: Sequence[str]) -> _Parser:
         dest="subcommand", metavar="COMMAND", parser_class=_Parser, prog="exitdir"
     )
     # Only the command being run gets its arguments: building all of them costs a wrapper ~3 ms per start.
-    wanted = next((arg for arg in argv if not arg.startswith("-")), None)
+    wanted = _subcommand(argv)
     for name, (text, configure) in _COMMANDS.items():
         sub = commands.add_parser(name, help=text)
         if wanted not in _COMMANDS or name == wanted:
@@ -649,6 +660,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     141 when its reader went away (as if SIGPIPE had ended it, without a traceback) or 1 for any other
     write error, instead of reporting success for output nobody got.
     """
+    if argv is None:
+        argv = sys.argv[1:]
+    # First, before anything else is imported or done: from here a signal to `lead` or `follow` is held
+    # until the program exists, then delivered to it (or dropped if it never starts), instead of ending the
+    # wrapper with no marker. Python's own start-up, before this line, is the one window left
+    # (docs/failure-modes.md).
+    held = hold() if _subcommand(argv) in ("lead", "follow") else None
+    try:
+        status = _main_held(argv)
+    finally:
+        if held is not None:
+            release(held)
+    return status
+
+
+def _main_held(argv: Sequence[str]) -> int:
     global _stdout, _stderr
     _stdout, _stderr = _Output("stdout"), _Output("stderr")
     _open_closed_std_fds()
@@ -661,12 +688,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_ERROR
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str]) -> int:
     previous_sink = _log.sink
     previous_term: _Handler = None
     try:
-        if argv is None:
-            argv = sys.argv[1:]
         args = _parser(argv).parse_args(argv)
         if args.subcommand is None:
             raise _UsageError("a command is required (see 'exitdir --help')")

@@ -16,32 +16,57 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType
 
-# Never forwarded: the wrapper's own child notifications and job control, faults that concern only the
-# wrapper, profiling timers, and SIGURG, which the Go runtime uses internally (forwarding it killed
-# Python and Node children under scuttle: scuttle#44, #46).
-_NOT_FORWARDED = {
-    signal.SIGCHLD,
-    signal.SIGURG,
-    signal.SIGKILL,
-    signal.SIGSTOP,
-    signal.SIGPIPE,
-    signal.SIGSEGV,
-    signal.SIGBUS,
-    signal.SIGFPE,
-    signal.SIGILL,
-    signal.SIGTRAP,
-    signal.SIGSYS,
-    signal.SIGTSTP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGPROF,
-    signal.SIGVTALRM,
-    signal.SIGXCPU,
-    signal.SIGXFSZ,
+# Ignored, never forwarded, while a program is supervised: none of them may end the wrapper and leave the
+# program running with no marker. The faults (a real one is still fatal: the kernel resets a fault's signal
+# that is ignored or blocked to its default action; only one sent with kill is ignored), and the wrapper's
+# own resource and profiling signals, which say nothing to the program (its CPU time, file size, timers).
+# Python ignores SIGPIPE and SIGXFSZ already.
+IGNORED = frozenset(
+    {
+        *(signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS),
+        *(signal.SIGPIPE, signal.SIGXCPU, signal.SIGXFSZ, signal.SIGPROF, signal.SIGVTALRM),
+    }
+)
+# Never forwarded, and left at their actions: the wrapper's own child notifications and job control, and
+# SIGURG, which the Go runtime uses internally (forwarding it killed Python and Node children under
+# scuttle: scuttle#44, #46). None of them ends a process.
+_LEFT_ALONE = {
+    *(signal.SIGCHLD, signal.SIGURG, signal.SIGKILL, signal.SIGSTOP),
+    *(signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU),
 }
-FORWARDED = tuple(sorted(s for s in signal.valid_signals() if s not in _NOT_FORWARDED))
+# Everything else, real-time signals included: every other signal that would end the wrapper.
+FORWARDED = tuple(sorted(s for s in signal.valid_signals() if s not in IGNORED and s not in _LEFT_ALONE))
+# What hold() blocks: every catchable signal whose default action ends a process (signal(7)), plus
+# SIGCONT and SIGWINCH, which are forwarded too and must not be lost either. (glibc keeps 32 and 33 for
+# itself: no program can block or catch them, as no program can catch SIGKILL.)
+HELD = frozenset(FORWARDED) | IGNORED
 # Reset to the default action in the child, whatever the wrapper does with them.
 CHILD_DEFAULTS = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
+
+
+def hold() -> set[int]:
+    """Block every signal the wrapper forwards or ignores, until a :class:`SignalRelay` is entered; the
+    mask to give :func:`release`. First thing ``lead`` and ``follow`` do: a signal that comes while they
+    start (before the relay, or the program, exists) is kept for the program instead of ending the
+    wrapper with no marker and no lock.
+
+    >>> previous = hold()
+    >>> signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    True
+    >>> release(previous)
+    """
+    return signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+
+
+def release(previous: set[int]) -> None:
+    """Drop the held signals still pending, and restore ``previous``. A signal still pending here came
+    when no program was running to take it (it never started, or had ended): the wrapper's status says
+    what became of the program, and the wrapper is ending anyway."""
+    for signum in signal.sigpending() & HELD:
+        if signum not in previous:  # blocked before we came: not ours to take
+            while signal.sigtimedwait([signum], 0) is not None:  # real-time signals queue
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def signal_name(signum: int) -> str:
@@ -65,6 +90,7 @@ class SignalRelay:
         self._pending: list[int] = []
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup_fd = -1
+        self._old_mask: set[int] = set()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def __enter__(self) -> SignalRelay:
@@ -74,17 +100,24 @@ class SignalRelay:
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
             except (OSError, ValueError):
                 pass  # reserved by the C library (some real-time signals)
+        for signum in IGNORED:
+            self._old_handlers[signum] = signal.signal(signum, signal.SIG_IGN)
         # A no-op handler makes SIGCHLD write to the wake-up pipe (the default action ignores it silently).
         self._old_handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        # An inherited blocked mask (common under container runtimes) would hold signals back forever.
-        # Handlers go in first: a signal pending from before is then queued for the child, not lost.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [*FORWARDED, signal.SIGCHLD])
+        # Held signals (hold()), and an inherited blocked mask (common under container runtimes), which
+        # would hold signals back forever. Handlers go in first: a signal pending from before is then
+        # queued for the child, not lost.
+        self._old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, [*HELD, signal.SIGCHLD])
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._group = None
+        # The mask first: once the handlers are gone, a signal is held again (as before the relay) rather
+        # than ending the wrapper between the program's end and its marker.
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
         for signum, handler in self._old_handlers.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+            # None: a handler installed outside Python (faulthandler), which cannot be put back from here.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # type: ignore[arg-type]
         self._old_handlers = {}
         signal.set_wakeup_fd(self._old_wakeup_fd)
         self.close()

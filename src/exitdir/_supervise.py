@@ -140,9 +140,9 @@ def supervise(
                 return Outcome(NOT_STARTED, started)
             child = _Child(started, relay, reap_all=reap_all)
             strays = _Descendants(relay, say=say, what=command) if kill_descendants else None
-            with _TerminalHandover(child.pid):
+            with _TerminalHandover(child.pid) as terminal:
                 relay.relay_to(child.pid)
-                why = child.wait(until, deadline)
+                why = child.wait(until, deadline, terminal=terminal)
                 if why != EXITED:
                     cause = _cause(why, until, timeout)
                     say(f"{cause}; stopping {command} (pid {child.pid}) with {signal_name(stop_signal)}")
@@ -169,15 +169,26 @@ def _cause(why: str, token: ExitToken | None, timeout: float | None) -> str:
 def _spawn(argv: Sequence[str]) -> int | ChildExit:
     """The child's pid, or how starting it failed, as a shell would report it (127 not found, 126 else)."""
     command = argv[0]
+    if not command:  # names no program, as bash says (`: command not found`, 127)
+        return ChildExit(EXIT_NOT_FOUND, "command not found: ''")
     try:
         return os.posix_spawnp(
-            command, list(argv), os.environ, setpgroup=0, setsigmask=(), setsigdef=CHILD_DEFAULTS
+            command, list(argv), _environment(), setpgroup=0, setsigmask=(), setsigdef=CHILD_DEFAULTS
         )
     except OSError as err:
         if err.errno == errno.ENOENT:
             return ChildExit(EXIT_NOT_FOUND, f"command not found: {command}")
         # EACCES, ENOEXEC, EISDIR as a shell says them; E2BIG, ENOMEM, EAGAIN too: it did not start.
         return ChildExit(EXIT_NOT_EXECUTABLE, f"cannot execute {command}: {err.strerror}")
+    except ValueError as err:  # a NUL in an argument: only supervise(argv) from Python can pass one
+        return ChildExit(EXIT_NOT_EXECUTABLE, f"cannot execute {command}: {err}")
+
+
+def _environment() -> dict[str, str]:
+    """``os.environ`` as exec can pass it on. A raw entry ``=x`` (execve allows it) reads as the name ``""``,
+    which posix_spawnp refuses (ValueError): it is dropped, as Python drops an entry with no ``=``; no
+    program can look up a variable with no name."""
+    return {name: value for name, value in os.environ.items() if name and "=" not in name}
 
 
 _KILLED_GROUP_WAIT = 2.0  # seconds for SIGKILLed group members to die; only one stuck in the kernel takes it
@@ -195,8 +206,11 @@ class _Child:
         self._exited = False
         self._group_killed = False
 
-    def wait(self, until: ExitToken | None, deadline: float | None) -> str:
-        """Block until the child exits (EXITED), ``until`` trips (MARKER) or ``deadline`` passes (TIMEOUT)."""
+    def wait(
+        self, until: ExitToken | None, deadline: float | None, *, terminal: _TerminalHandover | None = None
+    ) -> str:
+        """Block until the child exits (EXITED), ``until`` trips (MARKER) or ``deadline`` passes (TIMEOUT).
+        With ``terminal`` (interactive use), a child stopped by job control stops the wrapper too."""
         poller = select.poll()
         poller.register(self._relay.fileno(), select.POLLIN)
         waiter = None
@@ -211,6 +225,11 @@ class _Child:
                 self._reap_orphans()
                 if self._has_exited():
                     return EXITED
+                if terminal is not None and terminal.active:
+                    stopped = self._stopped()
+                    if stopped is not None:
+                        terminal.stop_with(stopped)
+                        continue
                 if waiter is not None and waiter.deliver():
                     return MARKER
                 if until is not None and until.error is not None:
@@ -287,6 +306,14 @@ class _Child:
                 info = None
             self._exited = info is not None and info.si_pid == self.pid
         return self._exited
+
+    def _stopped(self) -> int | None:
+        """The signal that stopped the child since last asked (its report is consumed), or None."""
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WSTOPPED | os.WNOHANG)
+        except ChildProcessError:
+            return None
+        return info.si_status if info is not None and info.si_code == os.CLD_STOPPED else None
 
     def _reap_orphans(self) -> None:
         """As PID 1 or a subreaper, orphans are reparented to us: reap them, or they stay zombies."""
@@ -414,11 +441,16 @@ def _pids(pids: list[int], shown: int = 5) -> str:
 
 class _TerminalHandover:
     """Interactive use: the child's group owns the terminal while it runs, so reading from it does not
-    stop the child (SIGTTIN) and Ctrl-C reaches the child directly. In containers there is no terminal
-    and this does nothing."""
+    stop the child (SIGTTIN) and Ctrl-C reaches the child directly. Job control goes through the wrapper as
+    through a shell job: when Ctrl-Z stops the child, the wrapper takes the terminal back and stops itself
+    with the same signal, so the shell regains control; on SIGCONT (``fg``, ``bg``) it gives the terminal
+    back to the child if it is itself in the foreground, and continues the child. In containers there is
+    no terminal and this does nothing."""
 
     def __init__(self, pid: int) -> None:
         self._fd: int | None = None
+        self._pid = pid
+        self._child_has_it = True  # the terminal, given to the child's group, is to be taken back
         try:
             if not os.isatty(0) or os.tcgetpgrp(0) != os.getpgrp():
                 return
@@ -429,11 +461,53 @@ class _TerminalHandover:
         except OSError:
             self._fd = None
 
-    def __enter__(self) -> None:
-        return None
+    @property
+    def active(self) -> bool:
+        return self._fd is not None
+
+    def stop_with(self, signum: int) -> None:
+        """The child was stopped by ``signum``: do as it did, then, once continued, continue it."""
+        fd = self._fd
+        assert fd is not None
+        # Take the terminal only from the child: stopped in the background (bg, then reading), it does
+        # not have it, and taking it then would take it from the shell.
+        self._hand(fd, frm=self._pid, to=os.getpgrp())
+        # SIGCONT continues us whether or not it is blocked; blocked, its handler (which forwards it) does
+        # not run before the terminal is the child's again, so the child never wakes up without it.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCONT])
+        try:
+            # A stop signal is discarded for an orphaned process group: then we go on at once, as a shell
+            # would have to.
+            os.kill(os.getpid(), signum)
+            # fg: the terminal is ours again, so the child's; bg: it stays the shell's, and is not ours
+            # to take back when the child ends.
+            self._child_has_it = self._hand(fd, frm=os.getpgrp(), to=self._pid)
+            try:
+                os.killpg(self._pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            while signal.sigtimedwait([signal.SIGCONT], 0) is not None:
+                pass  # the child has had it: not twice (a program redraws its screen on each)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    @staticmethod
+    def _hand(fd: int, *, frm: int, to: int) -> bool:
+        """Give the terminal to group ``to`` if group ``frm`` has it; whether it did."""
+        try:
+            with _SigttouIgnored():
+                if os.tcgetpgrp(fd) != frm:
+                    return False
+                os.tcsetpgrp(fd, to)
+                return True
+        except OSError:
+            return False
+
+    def __enter__(self) -> _TerminalHandover:
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._fd is None:
+        if self._fd is None or not self._child_has_it:
             return
         try:
             with _SigttouIgnored():

@@ -17,7 +17,10 @@ signal.pthread_sigmask(signal.SIG_BLOCK, catchable)
 print("ready", flush=True)
 while True:
     info = signal.sigwaitinfo(catchable)
-    name = signal.Signals(info.si_signo).name
-    print(name.removeprefix("SIG"), flush=True)
+    try:
+        name = signal.Signals(info.si_signo).name.removeprefix("SIG")
+    except ValueError:  # a real-time signal other than RTMIN and RTMAX has no name: its number
+        name = str(info.si_signo)
+    print(name, flush=True)
     if info.si_signo == stop and not ignore_stop:
         sys.exit(0)
