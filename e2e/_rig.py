@@ -42,6 +42,7 @@ STEP = 30.0  # the deadline of one setup or tear-down step: each takes well unde
 BOOT = 60.0  # a node's boot, up to its agent's first listing
 
 T = TypeVar("T")
+FIGURES: list[str] = []  # what this run measured, printed at the end of the session
 
 
 class RigError(Exception):

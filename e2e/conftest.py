@@ -16,6 +16,7 @@ import yaml
 import exitdir
 
 from _podman import BASE_IMAGE, Play, PlayedPod, Podman, base_rootfs_tar, pod_from_job
+from _rig import FIGURES, Rig, RigError
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -31,6 +32,33 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     runtime.import_base(base_rootfs_tar())
     yield runtime
     runtime.reset()
+
+
+@pytest.fixture(scope="session")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """Two User-Mode Linux nodes with NFS and SMB mounted, in a network namespace of this run's own (see
+    _rig.py). Torn down at the end of the session whatever happened, interrupted runs included."""
+    made = Rig(tmp_path_factory.mktemp("rig"))
+    try:
+        try:
+            made.start()
+        except RigError as error:
+            pytest.fail(f"the two-kernel rig: {error}", pytrace=False)
+        FIGURES.append(f"rig setup: {made.setup_seconds:.1f} s (two kernels booted, NFS and SMB mounted on both)")
+        yield made
+    finally:
+        try:
+            made.stop()
+        except RigError as error:
+            pytest.fail(f"the two-kernel rig: {error}", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The rig's figures (setup time, latencies), measured by this run."""
+    if FIGURES:
+        terminalreporter.section("two-kernel rig figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
