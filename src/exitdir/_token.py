@@ -26,11 +26,11 @@ from ._config import (
 )
 from ._errno import errno_text, explain, lacking, lost
 from ._errors import ExitDirError
-from ._linux import boot_id
+from ._linux import boot_id, shared_filesystem
 from ._liveness import held_offsets, leader_flags
 from ._log import warn_once
 from ._marker import Marker, list_markers, read_marker
-from ._rules import LOST, STALE, TRIP, Looks, TripRules
+from ._rules import LOST, STALE, TRIP, Looks, TripRules, Vantage
 from ._watch import configured_interval, open_watch
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -85,7 +85,7 @@ class ExitToken:
     ) -> None:
         self._directory = directory
         self._lock = threading.Lock()
-        self._rules = TripRules(names, require, boot_id=boot_id())
+        self._rules = TripRules(names, require, vantage=vantage(directory))
         self._set = False
         self._closed = False
         self._marker: Marker | None = None
@@ -408,6 +408,13 @@ class ExitToken:
     def __repr__(self) -> str:
         state = "set" if self._set else "failed" if self._error else "closed" if self._closed else "waiting"
         return f"<ExitToken {state} directory={self._directory!r} backend={self._backend!r}>"
+
+
+def vantage(directory: str | None) -> Vantage:
+    """Where a follower of ``directory`` judges markers from (see :class:`~exitdir._rules.Vantage`): on a
+    shared filesystem, only a marker naming this host can be stale, since other machines' boot ids differ."""
+    local = directory is None or shared_filesystem(directory) is None
+    return Vantage(boot_id(), os.uname().nodename, local=local)
 
 
 def _markers_in(directory: str, names: list[str] | None) -> Iterable[Marker]:
