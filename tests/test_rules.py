@@ -32,12 +32,14 @@ from exitdir._rules import (
     TRIP,
     Looks,
     TripRules,
+    Vantage,
 )
 
 # A small alphabet so that generated histories repeat names, which is where the rules get interesting.
 # DEFAULT_NAME is a leader name like any other (a leader that never set one), so it may be named too.
 LEADERS = ("a", "b", "c", "d", DEFAULT_NAME)
 BOOT_IDS = (None, "b1", "b2")
+HOSTNAMES = (None, "node-a", "node-b")
 # The model test checks everything at once and gets the most examples; the focused ones fewer.
 MODEL_EXAMPLES = 300
 EXAMPLES = 150
@@ -48,10 +50,11 @@ EXAMPLES = 150
 
 @dataclass(frozen=True)
 class MarkerSeen:
-    """The follower read a marker ``name`` whose content carried ``boot_id``."""
+    """The follower read a marker ``name`` whose content carried ``boot_id`` and ``hostname``."""
 
     name: str
     boot_id: str | None
+    hostname: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class Scenario:
     require: str
     boot_id: str | None  # this machine's
     events: tuple[Event, ...]
+    hostname: str | None = None  # this machine's
+    local: bool = True  # the directory is on a filesystem no other machine writes to
 
     @property
     def keys(self) -> tuple[str | None, ...]:
@@ -89,7 +94,8 @@ named_configs = st.lists(st.sampled_from(LEADERS), min_size=1, max_size=4, uniqu
 names_configs = st.none() | named_configs
 requires = st.sampled_from(("all", "any"))
 boot_ids = st.sampled_from(BOOT_IDS)
-marker_events = st.builds(MarkerSeen, st.sampled_from(LEADERS), boot_ids)
+hostnames = st.sampled_from(HOSTNAMES)
+marker_events = st.builds(MarkerSeen, st.sampled_from(LEADERS), boot_ids, hostnames)
 
 
 def lock_events(keys: tuple[str | None, ...]) -> st.SearchStrategy[LocksSeen]:
@@ -109,7 +115,7 @@ def scenarios(
     markers = marker_events
     if chosen is not None:
         # Mostly the named leaders' markers: uniform names would rarely complete a require="all".
-        markers = st.builds(MarkerSeen, st.sampled_from(chosen), boot_ids) | marker_events
+        markers = st.builds(MarkerSeen, st.sampled_from(chosen), boot_ids, hostnames) | marker_events
     locks = lock_events(keys)
     # Length and mix drawn per scenario: st.lists alone keeps most histories too short to trip "all" or
     # to vanish, and a fixed mix either counts every named leader early (so none can vanish) or rarely
@@ -119,7 +125,8 @@ def scenarios(
     events: list[Event] = []
     for _ in range(length):
         events.append(draw(markers) if draw(st.integers(0, 9)) < marker_tenths else draw(locks))
-    return Scenario(chosen, draw(requires), draw(boot_ids), tuple(events))
+    here = draw(hostnames)
+    return Scenario(chosen, draw(requires), draw(boot_ids), tuple(events), here, draw(st.booleans()))
 
 
 named_scenarios = scenarios(names=named_configs)
@@ -127,13 +134,16 @@ named_scenarios = scenarios(names=named_configs)
 
 def run(scenario: Scenario) -> Run:
     """Feed ``scenario`` to a fresh TripRules, recording what it answered to each event."""
-    rules = TripRules(scenario.names, scenario.require, boot_id=scenario.boot_id)
+    here = Vantage(scenario.boot_id, scenario.hostname, local=scenario.local)
+    rules = TripRules(scenario.names, scenario.require, vantage=here)
     answers: list[str | None] = []
     fed: list[Marker | None] = []
     vanished: list[Marker] = []
     for event in scenario.events:
         if isinstance(event, MarkerSeen):
-            marker = Marker(event.name, kind="exitdir", code=0, boot_id=event.boot_id)
+            marker = Marker(
+                event.name, kind="exitdir", code=0, boot_id=event.boot_id, hostname=event.hostname
+            )
             fed.append(marker)
             answers.append(rules.consider(marker))
         else:
@@ -150,8 +160,12 @@ def run(scenario: Scenario) -> Run:
 
 def model_is_stale(scenario: Scenario, event: MarkerSeen) -> bool:
     # A marker without a boot id (an empty file) is never stale; nor is any marker on a machine whose
-    # boot id is unknown.
-    return None not in (event.boot_id, scenario.boot_id) and event.boot_id != scenario.boot_id
+    # boot id is unknown. Otherwise it is stale when it was written here before a reboot: another boot id,
+    # and here means a local directory, or a marker that names this host.
+    written_here = scenario.local or (event.hostname is not None and event.hostname == scenario.hostname)
+    return (
+        None not in (event.boot_id, scenario.boot_id) and event.boot_id != scenario.boot_id and written_here
+    )
 
 
 def model_counts(scenario: Scenario, event: Event) -> bool:
@@ -249,7 +263,8 @@ def test_stale_markers_never_trip_and_are_never_counted(scenario: Scenario) -> N
         if isinstance(event, MarkerSeen) and model_is_stale(scenario, event):
             assert answer == STALE
     assert not any(
-        model_is_stale(scenario, MarkerSeen(m.name, m.boot_id)) for m in result.rules.counted.values()
+        model_is_stale(scenario, MarkerSeen(m.name, m.boot_id, m.hostname))
+        for m in result.rules.counted.values()
     )
     # Stronger: stale markers are invisible. Without them every other event gets the same answer.
     fresh = tuple(
@@ -368,7 +383,7 @@ def test_without_names_a_marker_without_boot_id_always_trips(scenario: Scenario,
 
 
 def test_example_all_waits_for_every_named_leader_and_ignores_stale_markers() -> None:
-    rules = TripRules(("db", "api"), "all", boot_id="b1")
+    rules = TripRules(("db", "api"), "all", vantage=Vantage("b1"))
     assert rules.consider(Marker("db", kind="empty", code=0)) == COUNTED  # no boot id: never stale
     assert rules.consider(Marker("cache", kind="empty", code=0)) == NOT_NAMED
     assert rules.consider(Marker("api", kind="exitdir", code=0, boot_id="b0")) == STALE  # before a reboot
@@ -380,7 +395,7 @@ def test_example_all_waits_for_every_named_leader_and_ignores_stale_markers() ->
 
 
 def test_example_a_leader_that_loses_its_lock_without_a_marker_has_crashed() -> None:
-    rules = TripRules(("db", "api"), "any", boot_id=None)
+    rules = TripRules(("db", "api"), "any", vantage=Vantage(None))
     # Nobody seen yet: a missing lock means "not started", not "crashed".
     assert rules.observe_locks({"db": (False, False), "api": (False, False)}) is None
     assert rules.observe_locks({"db": (True, False), "api": (False, False)}) is None
@@ -399,7 +414,7 @@ def test_example_a_leader_that_loses_its_lock_without_a_marker_has_crashed() -> 
 
 
 def test_example_without_names_the_lone_leader_is_reported_as_exit_file() -> None:
-    rules = TripRules(None, "all", boot_id="b1")
+    rules = TripRules(None, "all", vantage=Vantage("b1"))
     assert rules.leader_keys == (None,)
     assert rules.observe_locks({None: (True, False)}) is None
     vanished = rules.observe_locks({None: (False, False)})
@@ -462,3 +477,17 @@ def test_a_moment_of_estale_is_only_retried() -> None:
 def test_running_out_of_descriptors_never_fails_a_follower() -> None:
     looks = Looks(0.25)
     assert {looks.failed(lost=False, now=t / 4) for t in range(400)} == {RETRY}
+
+
+def test_a_marker_from_another_machine_on_a_shared_directory_is_fresh() -> None:
+    """Issue 12: on NFS or SMB every marker written on another node has another boot id; ignoring those
+    as "written before this machine last booted" made 0 of 8 cross-node markers trip a follower."""
+    here = Vantage("b-node-b", "node-b", local=False)
+    rules = TripRules(None, "all", vantage=here)
+    from_node_a = Marker("exitFile", kind="exitdir", code=0, boot_id="b-node-a", hostname="node-a")
+    assert rules.consider(from_node_a) == TRIP
+    # The same marker in a local directory (a hostPath, an emptyDir) was written here, before a reboot.
+    assert TripRules(None, "all", vantage=Vantage("b-node-b", "node-b")).consider(from_node_a) == STALE
+    # On the shared directory, a marker naming this host and another boot id is this host's, from before.
+    ours_before = Marker("exitFile", kind="exitdir", code=0, boot_id="b-old", hostname="node-b")
+    assert TripRules(None, "all", vantage=here).consider(ours_before) == STALE

@@ -240,3 +240,30 @@ def _refuse_writes(real_open: Callable[..., int]) -> Callable[..., int]:
         return real_open(path, flags, *args, **kwargs)
 
     return refusing
+
+
+@pytest.mark.parametrize(
+    ("filesystem", "warned"), [("nfs", True), ("cifs", True), ("fuse", False), (None, False)]
+)
+def test_a_follower_on_a_network_filesystem_says_once_that_remote_crashes_go_unseen(
+    exit_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    filesystem: str | None,
+    warned: bool,
+) -> None:
+    """Issue 12: the liveness lock stays in the leader's kernel, so a follower on another node never sees a
+    SIGKILLed leader go; it must say so rather than let a README promise stand. statfs is a stand-in here
+    (this machine's kernel has no NFS or SMB client); the two-kernel rig in e2e/ runs the real thing."""
+    from exitdir import _token
+
+    monkeypatch.setattr(_token, "shared_filesystem", lambda path: filesystem)
+    caplog.set_level(logging.WARNING, logger="exitdir")
+    for _ in range(2):
+        exitdir.aware(exit_dir, backend="poll").close()
+    said = [r.getMessage() for r in caplog.records if "cannot be detected" in r.getMessage()]
+    assert len(said) == (1 if warned else 0)
+    if warned:
+        assert said[0].startswith(
+            f"{exit_dir} is on {filesystem}, shared with other machines: a leader on another"
+        )

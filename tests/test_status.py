@@ -9,6 +9,7 @@ and `exitdir wait` must agree.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -155,3 +156,50 @@ def test_status_and_a_real_follower_agree(exit_dir: Path, markers: list[str], op
     code, out, _ = status(exit_dir, "--json", *options)
     assert code == 0
     assert json.loads(out)["would_exit"] is follower_exits_now(exit_dir, *options)
+
+
+def marker_from_another_machine(directory: Path, *, hostname: str) -> None:
+    """A real exitdir marker as a leader on another machine writes it: its own boot id and hostname."""
+    path = exitdir.exit(4, reason="done on node a", directory=directory)
+    assert path is not None
+    doc = json.loads(path.read_text())
+    doc["boot_id"], doc["hostname"] = OTHER_BOOT, hostname
+    path.write_text(json.dumps(doc) + "\n")
+
+
+def test_a_marker_from_another_machine_on_a_shared_filesystem_trips_wait_and_counts_in_status(
+    fuse_mount: tuple[Path, Path],
+) -> None:
+    """Issue 12: on a filesystem other machines write to, another boot id is another machine, not an
+    earlier boot. A real FUSE mount (bindfs) stands in for NFS here: both are shared filesystems to
+    exitdir (statfs says so), and the two-kernel NFS and SMB runs are in e2e/."""
+    _, mount = fuse_mount
+    marker_from_another_machine(mount, hostname="node-a")
+    waited = subprocess.run(
+        [*EXITDIR, "wait", "-v", "--timeout", "5", "--dir", str(mount)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (waited.returncode, waited.stdout) == (0, "exitFile: code 4: done on node a\n")
+    code, out, _ = status(mount)
+    assert (code, out.splitlines()[-1]) == (0, "followers would exit now")
+    # A marker naming this host with another boot id was written here before a reboot, even there.
+    marker_from_another_machine(mount, hostname=os.uname().nodename)
+    code, out, _ = status(mount)
+    assert "ignored: exitFile" in out
+    assert "followers would keep running" in out
+
+
+def test_a_marker_with_another_boot_id_in_a_local_directory_is_still_stale(exit_dir: Path) -> None:
+    # kubernetes#53423: an emptyDir (or hostPath) that survived a node reboot, whatever host it names.
+    marker_from_another_machine(exit_dir, hostname="node-a")
+    done = subprocess.run(
+        [*EXITDIR, "wait", "--timeout", "0.3", "--dir", str(exit_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 124

@@ -197,10 +197,10 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from ._config import check_watchable, leader_names
-    from ._linux import boot_id
     from ._liveness import held_offsets, leader_flags, running_leaders
     from ._marker import describe
     from ._rules import TRIP, WHY_IGNORED, TripRules
+    from ._token import vantage
 
     directory = resolve_directory(args.dir)
     if directory is None:
@@ -209,8 +209,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     names = leader_names(args.leader)
     markers = _listed(directory)
     # The followers' own rules, fed what a follower starting now reads: status never restates a rule.
-    this_boot = boot_id()
-    rules = TripRules(names, args.require, boot_id=this_boot)
+    here = vantage(directory)
+    rules = TripRules(names, args.require, vantage=here)
     verdicts = [(marker, rules.consider(marker)) for marker in markers]
     would_exit = any(verdict == TRIP for _, verdict in verdicts)
     # (marker, why it is ignored: a key of WHY_IGNORED, or None when it counts)
@@ -226,7 +226,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
         doc = {
             "directory": directory,
-            "boot_id": this_boot,
+            "boot_id": here.boot_id,
             "markers": [{**marker.as_dict(), "ignored": why} for marker, why in judged],
             "leaders": leaders,
             "running": running_count,

@@ -6,9 +6,12 @@ liveness locks) and trips when the answer says so. Keeping the rules apart from 
 
 The rules, in order:
 
-1. **Stale**: a marker whose ``boot_id`` differs from this machine's was written before the last boot
-   (an ``emptyDir`` that survived a node reboot, kubernetes#53423); it is ignored. A marker without a
-   boot id (Go's empty ``exitFile``, ``touch``) is never stale.
+1. **Stale**: a marker written *on this machine* whose ``boot_id`` differs from this machine's was
+   written before the last boot (an ``emptyDir`` that survived a node reboot, kubernetes#53423); it is
+   ignored. It was written here if the directory is on a local filesystem (only this machine writes
+   there), or if the marker names this machine's hostname. On a shared filesystem a marker from another
+   machine always carries another boot id, and is fresh. A marker without a boot id (Go's empty
+   ``exitFile``, ``touch``) is never stale.
 2. **Which markers count**: with no names, any marker trips (Go parity). With names, only those leaders'
    markers count: ``require="any"`` trips on the first, ``"all"`` once every named leader has one.
 3. **Vanished leaders**: a leader seen holding its liveness lock, not marked restartable at the last
@@ -19,7 +22,7 @@ And what *fails* a follower, which is not "exit requested" (:class:`Looks`): a l
 fails is retried after the poll interval; only a directory lost for good (every look meeting a stale NFS
 handle or a dead FUSE daemon, for a second and three looks) fails it.
 
->>> rules = TripRules(("db", "api"), "all", boot_id="b1")
+>>> rules = TripRules(("db", "api"), "all", vantage=Vantage("b1"))
 >>> rules.consider(Marker("db", kind="empty", code=0))
 'counted'
 >>> rules.consider(Marker("api", kind="exitdir", code=0, boot_id="b0"))
@@ -53,22 +56,38 @@ WHY_IGNORED = {
 LockFlags = tuple[bool, bool]
 
 
-def is_stale(marker: Marker, boot_id: str | None) -> bool:
-    """Whether ``marker`` was written before the machine with ``boot_id`` last booted.
+class Vantage:
+    """Where a follower judges markers from: this machine's ``boot_id`` and ``hostname``, and whether the
+    directory is on a ``local`` filesystem (one no other machine writes to)."""
 
-    >>> is_stale(Marker("exitFile", kind="empty", code=0), "b1")
-    False
-    """
-    return marker.boot_id is not None and boot_id is not None and marker.boot_id != boot_id
+    __slots__ = ("boot_id", "hostname", "local")
+
+    def __init__(self, boot_id: str | None, hostname: str | None = None, *, local: bool = True) -> None:
+        self.boot_id = boot_id
+        self.hostname = hostname
+        self.local = local
+
+    def is_stale(self, marker: Marker) -> bool:
+        """Whether ``marker`` was written on this machine before it last booted (rule 1).
+
+        >>> here = Vantage("b1", "node-a", local=False)
+        >>> here.is_stale(Marker("exitFile", kind="exitdir", code=0, boot_id="b0", hostname="node-b"))
+        False
+        >>> here.is_stale(Marker("exitFile", kind="exitdir", code=0, boot_id="b0", hostname="node-a"))
+        True
+        """
+        if marker.boot_id is None or self.boot_id is None or marker.boot_id == self.boot_id:
+            return False
+        return self.local or (self.hostname is not None and marker.hostname == self.hostname)
 
 
 class TripRules:
     """The state of one follower's rules: which named markers were counted, which leaders were seen."""
 
-    def __init__(self, names: tuple[str, ...] | None, require: str, *, boot_id: str | None) -> None:
+    def __init__(self, names: tuple[str, ...] | None, require: str, *, vantage: Vantage) -> None:
         self.names = names
         self.require = require
-        self.boot_id = boot_id
+        self.vantage = vantage
         self.counted: dict[str, Marker] = {}
         # Leaders whose locks are watched; None stands for "any leader" when no names were given.
         self.leader_keys: tuple[str | None, ...] = names if names is not None else (None,)
@@ -77,7 +96,7 @@ class TripRules:
 
     def consider(self, marker: Marker) -> str:
         """What ``marker`` means: TRIP, COUNTED, STALE or NOT_NAMED."""
-        if is_stale(marker, self.boot_id):
+        if self.vantage.is_stale(marker):
             return STALE
         if self.names is None:
             return TRIP

@@ -26,11 +26,11 @@ from ._config import (
 )
 from ._errno import errno_text, explain, lacking, lost
 from ._errors import ExitDirError
-from ._linux import boot_id
+from ._linux import boot_id, shared_filesystem
 from ._liveness import held_offsets, leader_flags
 from ._log import warn_once
 from ._marker import Marker, list_markers, read_marker
-from ._rules import LOST, STALE, TRIP, Looks, TripRules
+from ._rules import LOST, STALE, TRIP, Looks, TripRules, Vantage
 from ._watch import configured_interval, open_watch
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -85,7 +85,8 @@ class ExitToken:
     ) -> None:
         self._directory = directory
         self._lock = threading.Lock()
-        self._rules = TripRules(names, require, boot_id=boot_id())
+        here = vantage(directory)
+        self._rules = TripRules(names, require, vantage=here)
         self._set = False
         self._closed = False
         self._marker: Marker | None = None
@@ -106,6 +107,8 @@ class ExitToken:
             self._backend = watch.backend
             self._watch = watch
             self._plan_shape = _shape(self._plan())
+            if not here.local:
+                _warn_crashes_unseen(directory, shared_filesystem(directory))
 
     @property
     def directory(self) -> str | None:
@@ -410,6 +413,13 @@ class ExitToken:
         return f"<ExitToken {state} directory={self._directory!r} backend={self._backend!r}>"
 
 
+def vantage(directory: str | None) -> Vantage:
+    """Where a follower of ``directory`` judges markers from (see :class:`~exitdir._rules.Vantage`): on a
+    shared filesystem, only a marker naming this host can be stale, since other machines' boot ids differ."""
+    local = directory is None or shared_filesystem(directory) is None
+    return Vantage(boot_id(), os.uname().nodename, local=local)
+
+
 def _markers_in(directory: str, names: list[str] | None) -> Iterable[Marker]:
     """The markers among ``names`` in ``directory``, or all of them for None (a rescan).
 
@@ -441,6 +451,21 @@ def _lost_error(directory: str | None, err: OSError, looks: Looks, now: float) -
         f"exit directory {directory} is lost: {errno_text(err.errno)} for {seconds:.1f} s over "
         f"{looks.lost_looks} looks (an NFS directory deleted and recreated on the server, or a FUSE "
         "daemon that died); remount it and restart this follower"
+    )
+
+
+def _warn_crashes_unseen(directory: str, filesystem: str | None) -> None:
+    # The liveness lock stays in the leader's kernel (NFS and SMB clients do not send a lock on a directory
+    # to the server), so /proc/locks here only ever shows leaders on this machine. FUSE is left out: most
+    # FUSE filesystems (bindfs, overlays) are this machine's alone.
+    if filesystem in (None, "fuse"):
+        return
+    warn_once(
+        f"crashes-unseen:{directory}",
+        f"{directory} is on {filesystem}, shared with other machines: a leader on another "
+        "machine that is killed outright (SIGKILL, OOM, its node lost) cannot be detected, and its "
+        "followers wait for its marker; use --timeout as a bound, or run the leader with exitdir lead on "
+        "this machine",
     )
 
 
