@@ -40,7 +40,12 @@ def _start(ctl: Path, name: str) -> subprocess.Popen[bytes] | None:
     with open(ctl / f"{name}.out", "wb") as out, open(ctl / f"{name}.err", "wb") as err:
         try:
             return subprocess.Popen(
-                spec["argv"], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, start_new_session=True
+                spec["argv"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                start_new_session=True,
             )
         except OSError as error:
             err.write(f"node agent: cannot start {spec['argv']}: {error}\n".encode())

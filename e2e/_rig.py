@@ -16,6 +16,7 @@ output and its status. `Rig.stop()` tears everything down, whatever state `Rig.s
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -31,7 +32,9 @@ from typing import TypeVar
 
 HERE = Path(__file__).resolve().parent
 AGENT = HERE / "_node_agent.py"
-PACKAGES = "user-mode-linux kmod uml-utilities nfs-ganesha nfs-ganesha-vfs nfs-common samba cifs-utils iproute2"
+PACKAGES = (
+    "user-mode-linux kmod uml-utilities nfs-ganesha nfs-ganesha-vfs nfs-common samba cifs-utils iproute2"
+)
 TOOLS = ("linux.uml", "uml_mconsole", "ganesha.nfsd", "smbd", "smbpasswd", "ip", "ss", "mount.cifs")
 UML_MODULES = Path("/usr/lib/uml/modules")
 SUBNET = "10.77.0"  # exists only inside the rig's own network namespace
@@ -91,6 +94,10 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+def _exists(path: Path) -> bool | None:
+    return True if path.exists() else None
 
 
 def _publish(path: Path, text: str) -> None:
@@ -208,10 +215,10 @@ class Rig:
             self._boot(name, address)
         for node in self.nodes.values():
             poll(
-                lambda node=node: True if (node.ctl / "agent.ready").exists() else None,  # type: ignore[misc]
+                functools.partial(_exists, node.ctl / "agent.ready"),
                 f"node {node.name} booted and its agent listening",
                 BOOT,
-                lambda node=node: self._boot_log(node),  # type: ignore[misc]
+                functools.partial(self._boot_log, node),
             )
         self._mount(password)
         self.setup_seconds = time.monotonic() - started
@@ -256,7 +263,15 @@ EXPORT {{ Export_Id = 1; Path = {export}; Pseudo = /export; Access_Type = RW; Sq
         )
         log = self.base / "ganesha.log"
         self._ns(
-            "ganesha.nfsd", "-f", str(conf), "-L", str(log), "-p", str(self.base / "ganesha.pid"), "-N", "NIV_EVENT"
+            "ganesha.nfsd",
+            "-f",
+            str(conf),
+            "-L",
+            str(log),
+            "-p",
+            str(self.base / "ganesha.pid"),
+            "-N",
+            "NIV_EVENT",
         )
         self._listening(2049, "NFS-Ganesha", log)
 
@@ -340,11 +355,22 @@ exec {sys.executable} {AGENT} {ctl}
         with open(console, "wb") as out:
             node.process = subprocess.Popen(
                 [
-                    "ip", "netns", "exec", self.namespace,  # fmt: skip
-                    "linux.uml", f"umid={umid}", f"uml_dir={self.base}/uml", "mem=768M",
-                    "rootfstype=hostfs", "rootflags=/", "rw", f"init={init}",
-                    f"eth0=tuntap,tap-{name}", "con=null", "con0=null,fd:1",
-                ],  # fmt: skip
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.namespace,
+                    "linux.uml",
+                    f"umid={umid}",
+                    f"uml_dir={self.base}/uml",
+                    "mem=768M",
+                    "rootfstype=hostfs",
+                    "rootflags=/",
+                    "rw",
+                    f"init={init}",
+                    f"eth0=tuntap,tap-{name}",
+                    "con=null",
+                    "con0=null,fd:1",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -367,8 +393,13 @@ exec {sys.executable} {AGENT} {ctl}
         commands = {
             "nfs": ["mount", "-t", "nfs4", "-o", "vers=4.2", f"{SERVER}:/export", str(self.mounts["nfs"])],
             "smb": [
-                "mount", "-t", "cifs", f"//{SERVER}/exit", str(self.mounts["smb"]),  # fmt: skip
-                "-o", f"username=root,password={password},vers=3.1.1",  # fmt: skip
+                "mount",
+                "-t",
+                "cifs",
+                f"//{SERVER}/exit",
+                str(self.mounts["smb"]),
+                "-o",
+                f"username=root,password={password},vers=3.1.1",
             ],
         }
         jobs = [node.spawn(argv) for node in self.nodes.values() for argv in commands.values()]
@@ -382,16 +413,20 @@ exec {sys.executable} {AGENT} {ctl}
         `RigError` at the end when a step failed or a node's kernel survived."""
         problems: list[str] = []
 
-        def attempt(step: Callable[[], object]) -> None:
+        def attempt(step: Callable[..., object], *args: object) -> None:
             try:
-                step()
+                step(*args)
             except (RigError, OSError) as error:
                 problems.append(str(error))
 
         for node in self.nodes.values():
-            if (node.ctl / "agent.ready").exists() and node.process is not None and node.process.poll() is None:
+            if (
+                (node.ctl / "agent.ready").exists()
+                and node.process is not None
+                and node.process.poll() is None
+            ):
                 for path in self.mounts.values():
-                    attempt(lambda node=node, path=path: node.run(["umount", "-f", "-l", str(path)], timeout=10))
+                    attempt(functools.partial(node.run, timeout=10), ["umount", "-f", "-l", str(path)])
         for node in self.nodes.values():
             socket = self.base / "uml" / node.umid / "mconsole"
             if node.process is not None and node.process.poll() is None and socket.exists():
@@ -412,10 +447,10 @@ exec {sys.executable} {AGENT} {ctl}
             for pid in _processes_naming(node.umid):  # the kernel's helper processes, or all of it
                 _signal(pid, signal.SIGKILL)
         for pidfile in (self.base / "ganesha.pid", self.base / "samba" / "pid" / "smbd.pid"):
-            attempt(lambda pidfile=pidfile: _kill_pidfile(pidfile))
+            attempt(_kill_pidfile, pidfile)
         if self._namespace_made:
             attempt(self._kill_namespace)
-            attempt(lambda: run(["ip", "netns", "delete", self.namespace]))
+            attempt(run, ["ip", "netns", "delete", self.namespace])
         survivors = _processes_naming(self.namespace)
         for pid in survivors:
             _signal(pid, signal.SIGKILL)

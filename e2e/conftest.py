@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -39,18 +40,31 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """Two User-Mode Linux nodes with NFS and SMB mounted, in a network namespace of this run's own (see
     _rig.py). Torn down at the end of the session whatever happened, interrupted runs included."""
     made = Rig(tmp_path_factory.mktemp("rig"))
+    # SIGTERM (a CI job cancelled) unwinds like Ctrl-C, through the tear-down below
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
             made.start()
         except RigError as error:
             pytest.fail(f"the two-kernel rig: {error}", pytrace=False)
-        FIGURES.append(f"rig setup: {made.setup_seconds:.1f} s (two kernels booted, NFS and SMB mounted on both)")
+        FIGURES.append(
+            f"rig setup: {made.setup_seconds:.1f} s (two kernels booted, NFS and SMB mounted on both)"
+        )
         yield made
     finally:
+        signal.signal(signal.SIGTERM, previous)
         try:
             made.stop()
         except RigError as error:
-            pytest.fail(f"the two-kernel rig: {error}", pytrace=False)
+            message = f"the two-kernel rig: {error}"
+        else:
+            message = ""
+        if message:
+            pytest.fail(message, pytrace=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
