@@ -166,6 +166,7 @@ class Node:
     console: Path
     process: subprocess.Popen[bytes] | None = None
     jobs: int = 0
+    mounted: list[Path] = field(default_factory=list)  # what tear-down unmounts
 
     def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> Job:
         self.jobs += 1
@@ -402,10 +403,19 @@ exec {sys.executable} {AGENT} {ctl}
                 f"username=root,password={password},vers=3.1.1",
             ],
         }
-        jobs = [node.spawn(argv) for node in self.nodes.values() for argv in commands.values()]
-        for job in jobs:
-            if job.wait(STEP) != 0:
-                raise RigError(job.describe())
+        jobs = [
+            (node, path, node.spawn(commands[fs]))
+            for node in self.nodes.values()
+            for fs, path in self.mounts.items()
+        ]
+        failed = []
+        for node, path, job in jobs:
+            if job.wait(STEP) == 0:
+                node.mounted.append(path)
+            else:
+                failed.append(job.describe())
+        if failed:
+            raise RigError("\n".join(failed))
 
     def stop(self) -> None:
         """Tears down whatever `start()` set up, even half-way: unmounts, halts the nodes, kills the servers
@@ -420,12 +430,8 @@ exec {sys.executable} {AGENT} {ctl}
                 problems.append(str(error))
 
         for node in self.nodes.values():
-            if (
-                (node.ctl / "agent.ready").exists()
-                and node.process is not None
-                and node.process.poll() is None
-            ):
-                for path in self.mounts.values():
+            if node.process is not None and node.process.poll() is None:
+                for path in node.mounted:
                     attempt(functools.partial(node.run, timeout=10), ["umount", "-f", "-l", str(path)])
         for node in self.nodes.values():
             socket = self.base / "uml" / node.umid / "mconsole"

@@ -43,24 +43,34 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     # SIGTERM (a CI job cancelled) unwinds like Ctrl-C, through the tear-down below
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        try:
-            made.start()
-        except RigError as error:
+        made.start()
+    except BaseException as error:
+        # set-up failed or was interrupted: tear down, and report what failed first (an interruption stays
+        # one, and stops the run)
+        signal.signal(signal.SIGTERM, previous)
+        problem = _stop(made)
+        if problem:
+            print(problem, file=sys.stderr)
+        if isinstance(error, RigError):
             pytest.fail(f"the two-kernel rig: {error}", pytrace=False)
-        FIGURES.append(
-            f"rig setup: {made.setup_seconds:.1f} s (two kernels booted, NFS and SMB mounted on both)"
-        )
+        raise
+    FIGURES.append(f"rig setup: {made.setup_seconds:.1f} s (two kernels booted, NFS and SMB mounted on both)")
+    try:
         yield made
     finally:
         signal.signal(signal.SIGTERM, previous)
-        try:
-            made.stop()
-        except RigError as error:
-            message = f"the two-kernel rig: {error}"
-        else:
-            message = ""
-        if message:
-            pytest.fail(message, pytrace=False)
+        problem = _stop(made)
+        if problem:
+            pytest.fail(problem, pytrace=False)
+
+
+def _stop(rig: Rig) -> str:
+    """Tears the rig down; what went wrong, or ''."""
+    try:
+        rig.stop()
+    except RigError as error:
+        return f"the two-kernel rig: {error}"
+    return ""
 
 
 def _interrupt(signum: int, frame: object) -> None:
