@@ -115,17 +115,20 @@ def blocked(pid: int) -> int:
     return -1
 
 
-def wait_until_held(proc: subprocess.Popen[bytes], signum: int) -> None:
+def wait_until_held(proc: subprocess.Popen[bytes], signum: int) -> bool:
     """Until ``proc`` blocks ``signum``: the first thing `main` does for `lead` and `follow`, so from then on
     exitdir's own code is running. Polls /proc: the wrapper gives no other sign of reaching that point,
-    and one it printed would already be too late to test the window."""
+    and one it printed would already be too late to test the window. False if ``proc`` ran to its end
+    before a look could see it (a quick program on a loaded machine)."""
     deadline = time.monotonic() + GENEROUS
     while True:
         mask = blocked(proc.pid)
         if mask > 0 and mask & (1 << (signum - 1)):
-            return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the wrapper never blocked {name(signum)} (exit status {proc.poll()})")
+            return True
+        if proc.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            pytest.fail(f"the wrapper never blocked {name(signum)} within {GENEROUS} s")
         time.sleep(0.0002)  # a poll of /proc, not a handshake: see the docstring
 
 
@@ -159,9 +162,12 @@ def test_a_signal_sent_as_soon_as_exitdir_runs_reaches_the_program_and_lead_writ
             stderr=subprocess.PIPE,
         )
         try:
-            wait_until_held(proc, signum)
-            time.sleep(rng.uniform(0, 0.04))  # the trial's random moment, not a synchronisation
-            proc.send_signal(signum)
+            if wait_until_held(proc, signum):
+                time.sleep(rng.uniform(0, 0.04))  # the trial's random moment, not a synchronisation
+                proc.send_signal(signum)
+            elif program == "runs":  # sleep 30 cannot end by itself: the wrapper died, or never held
+                pytest.fail(f"seed {seed}, trial {trial}: {mode} ended ({proc.returncode}), sleep running")
+            # else: true or a missing command ran to its end first; the outcome is checked all the same
             _, err = proc.communicate(timeout=GENEROUS)
         finally:
             if proc.poll() is None:

@@ -77,6 +77,36 @@ def filesystem_type(path: str) -> int | None:
         return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+_AT_FDCWD = -100
+_AT_STATX_FORCE_SYNC = 0x2000
+_STATX_BASIC_STATS = 0x7FF
+
+
+def sync_attributes(path: str) -> None:
+    """Make a network filesystem client ask the server for ``path``'s attributes now, however it caches
+    them: statx(AT_STATX_FORCE_SYNC). On an NFS mount with ``nocto`` (no revalidation on open), this is what
+    makes the next listing see entries another client created (issue 12: ~29 s without it, under 0.25 s with
+    it). Does nothing where statx or ctypes is unavailable, or the path cannot be looked up."""
+    if not IS_LINUX:
+        return
+    try:
+        import ctypes
+
+        statx = _libc().statx
+    except (OSError, AttributeError):  # no descriptor left for ctypes, or a libc without statx (< 2.28)
+        return
+    buf = ctypes.create_string_buffer(256)  # struct statx is 256 bytes
+    encoded = os.fsencode(path)
+    try:
+        checked(
+            f"statx({path})",
+            lambda: statx(_AT_FDCWD, encoded, _AT_STATX_FORCE_SYNC, _STATX_BASIC_STATS, buf),
+            _get_errno,
+        )
+    except (OSError, FallbackRequired):
+        pass  # missing or unreachable: the listing that follows says so
+
+
 # statfs f_type (linux/magic.h) of filesystems shared with other clients: other machines, or a FUSE
 # daemon's backing store. Their server, not this kernel, decides who may do what (root included), and a
 # change made by another client raises no inotify event here.
