@@ -386,21 +386,28 @@ def state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
 
 
+def lead_then_ctrl_z(terminal: Terminal) -> tuple[int, int]:
+    """At the prompt, run `exitdir lead -- sleep` as a foreground job and press ^Z once the program holds
+    the terminal; once the shell has it again, the (wrapper, program) pids."""
+    terminal.expect("PROMPT$ ")
+    lead = " ".join(EXITDIR)
+    terminal.type(f"{lead} lead -- sh -c 'echo rea\"\"dy; exec sleep 30'\n")
+    terminal.expect("ready")
+    [wrapper] = terminal.children(terminal.bash.pid)
+    [program] = terminal.children(wrapper)
+    terminal.owned_by(program)  # lead has handed it the terminal
+    terminal.type("\x1a")  # ^Z
+    terminal.expect("Stopped")
+    terminal.expect("PROMPT$ ")  # the shell has the terminal again
+    return wrapper, program
+
+
 def test_ctrl_z_stops_lead_like_a_shell_job_and_fg_gives_the_program_the_terminal(exit_dir: Path) -> None:
     # ^Z used to stop the program only: it kept the terminal and the wrapper kept waiting, so neither the
     # prompt nor ^C answered. Now the wrapper stops too, with the same signal, and the shell is back.
     terminal = Terminal(exit_dir)
     try:
-        terminal.expect("PROMPT$ ")
-        lead = " ".join(EXITDIR)
-        terminal.type(f"{lead} lead -- sh -c 'echo rea\"\"dy; exec sleep 30'\n")
-        terminal.expect("ready")
-        [wrapper] = terminal.children(terminal.bash.pid)
-        [program] = terminal.children(wrapper)
-        terminal.owned_by(program)  # lead has handed it the terminal
-        terminal.type("\x1a")  # ^Z
-        terminal.expect("Stopped")
-        terminal.expect("PROMPT$ ")  # the shell has the terminal again
+        wrapper, program = lead_then_ctrl_z(terminal)
         assert (state(wrapper), state(program)) == ("T", "T")
         assert marker_doc(exit_dir) is None  # stopped, not ended
         assert os.tcgetpgrp(terminal.master) == terminal.bash.pid
@@ -422,16 +429,7 @@ def test_bg_after_ctrl_z_runs_the_program_in_the_background_and_leaves_the_shell
 ) -> None:
     terminal = Terminal(exit_dir)
     try:
-        terminal.expect("PROMPT$ ")
-        lead = " ".join(EXITDIR)
-        terminal.type(f"{lead} lead -- sh -c 'echo rea\"\"dy; exec sleep 30'\n")
-        terminal.expect("ready")
-        [wrapper] = terminal.children(terminal.bash.pid)
-        [program] = terminal.children(wrapper)
-        terminal.owned_by(program)
-        terminal.type("\x1a")  # ^Z
-        terminal.expect("Stopped")
-        terminal.expect("PROMPT$ ")
+        wrapper, program = lead_then_ctrl_z(terminal)
         terminal.type("bg\n")
         terminal.expect("PROMPT$ ")
         deadline = time.monotonic() + GENEROUS
