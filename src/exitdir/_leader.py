@@ -291,13 +291,20 @@ class Leadership:
         self.name = validate_name(name)
         self.signal_on = validate_signal_on(signal_on)
         self.require_dir = validate_require_dir(require_dir)
-        self._given = directory
+        self._given = validate_directory(directory)
         self.directory: str | None = None  # the absolute exit directory, once begin() has resolved it
         # The directory, open from begin() to finish(): the liveness lock is taken on it, and the marker
         # is written through it. The spare is a duplicate, closed just before the write to make room for
         # the marker's own descriptor; closing a duplicate drops no lock and raises no inotify event.
         self._dir_fd: int | None = None
         self._spare_fd: int | None = None
+
+    def again(self) -> Leadership:
+        """A new run with these settings (a :class:`leader` keeps one run as its validated settings, and
+        starts a copy of it in each thread that enters)."""
+        return Leadership(
+            self.name, directory=self._given, signal_on=self.signal_on, require_dir=self.require_dir
+        )
 
     def writes_marker(self, code: int) -> bool:
         """Whether :meth:`finish` with ``code`` writes a marker."""
@@ -445,11 +452,9 @@ class leader:
         signal_on: str = "always",
         require_dir: bool | None = None,
     ) -> None:
-        # Validated now; the directory is resolved (and, in strict mode, required) on entry.
-        self._name = validate_name(name)
-        self._directory = validate_directory(directory)
-        self._signal_on = validate_signal_on(signal_on)
-        self._require_dir = validate_require_dir(require_dir)
+        # Validated now, as the settings of a run never begun; each entering thread begins a copy of it, and
+        # the directory is resolved (and, in strict mode, required) then.
+        self._settings = Leadership(name, directory=directory, signal_on=signal_on, require_dir=require_dir)
         # The run of each thread inside the block, by thread id: [depth, its Leadership].
         self._runs: dict[int, list[Any]] = {}
         self._runs_lock = _thread.allocate_lock()
@@ -461,9 +466,7 @@ class leader:
             if entered is not None:
                 entered[0] += 1
                 return
-        run = Leadership(
-            self._name, directory=self._directory, signal_on=self._signal_on, require_dir=self._require_dir
-        )
+        run = self._settings.again()
         _begin(run)  # raises, holding nothing, if the block must not run
         with self._runs_lock:
             self._runs[thread] = [1, run]
