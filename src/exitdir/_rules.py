@@ -58,14 +58,23 @@ LockFlags = tuple[bool, bool]
 
 class Vantage:
     """Where a follower judges markers from: this machine's ``boot_id`` and ``hostname``, and whether the
-    directory is on a ``local`` filesystem (one no other machine writes to)."""
+    directory is on a ``local`` filesystem (one no other machine writes to); ``filesystem`` names the shared
+    one it is on otherwise, when known."""
 
-    __slots__ = ("boot_id", "hostname", "local")
+    __slots__ = ("boot_id", "filesystem", "hostname", "local")
 
-    def __init__(self, boot_id: str | None, hostname: str | None = None, *, local: bool = True) -> None:
+    def __init__(
+        self,
+        boot_id: str | None,
+        hostname: str | None = None,
+        *,
+        local: bool = True,
+        filesystem: str | None = None,
+    ) -> None:
         self.boot_id = boot_id
         self.hostname = hostname
         self.local = local
+        self.filesystem = filesystem
 
     def is_stale(self, marker: Marker) -> bool:
         """Whether ``marker`` was written on this machine before it last booted (rule 1).

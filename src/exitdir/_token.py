@@ -108,7 +108,7 @@ class ExitToken:
             self._watch = watch
             self._plan_shape = _shape(self._plan())
             if not here.local:
-                _warn_crashes_unseen(directory, shared_filesystem(directory))
+                _warn_crashes_unseen(directory, here.filesystem)
 
     @property
     def directory(self) -> str | None:
@@ -416,8 +416,8 @@ class ExitToken:
 def vantage(directory: str | None) -> Vantage:
     """Where a follower of ``directory`` judges markers from (see :class:`~exitdir._rules.Vantage`): on a
     shared filesystem, only a marker naming this host can be stale, since other machines' boot ids differ."""
-    local = directory is None or shared_filesystem(directory) is None
-    return Vantage(boot_id(), os.uname().nodename, local=local)
+    filesystem = None if directory is None else shared_filesystem(directory)
+    return Vantage(boot_id(), os.uname().nodename, local=filesystem is None, filesystem=filesystem)
 
 
 def _markers_in(directory: str, names: list[str] | None) -> Iterable[Marker]:
