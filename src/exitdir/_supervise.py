@@ -282,21 +282,8 @@ class _Child:
     def _reap_killed_group(self) -> None:
         """Members of the SIGKILLed group reparented to us die within moments: reap them before we exit, or
         each is left a zombie for another init. Bounded: one stuck in the kernel is left to that init."""
-        deadline = time.monotonic() + _KILLED_GROUP_WAIT
-        poller = select.poll()
-        poller.register(self._relay.fileno(), select.POLLIN)  # SIGCHLD writes there
-        while True:
-            try:
-                pid, _ = os.waitpid(-self.pid, os.WNOHANG)  # the pgid outlives the leader while members live
-            except ChildProcessError:
-                return  # none of our children is left in the group
-            if pid:
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            poller.poll(poll_ms(left))
-            self._relay.drain()
+        # -pid: the group; its id outlives the main child while members live
+        _reap_until_none(self._relay, -self.pid, time.monotonic() + _KILLED_GROUP_WAIT)
 
     def _has_exited(self) -> bool:
         if not self._exited:
@@ -413,19 +400,25 @@ class _Descendants:
     def _gone(self, deadline: float) -> bool:
         """Reap every child that has ended; True once none is left (so no descendant either), False if
         ``deadline`` passes first."""
-        poller = select.poll()
-        poller.register(self._relay.fileno(), select.POLLIN)
-        while True:
-            try:
-                while os.waitpid(-1, os.WNOHANG)[0] != 0:
-                    pass
-            except ChildProcessError:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            poller.poll(poll_ms(left))  # SIGCHLD wakes it
-            self._relay.drain()
+        return _reap_until_none(self._relay, -1, deadline)
+
+
+def _reap_until_none(relay: SignalRelay, which: int, deadline: float) -> bool:
+    """Reap our children ``which`` names (waitpid's pid: -1 for all, -PGID for a group) as they end, until
+    none is left (True) or ``deadline`` passes (False). SIGCHLD wakes the wait, through the relay's pipe."""
+    poller = select.poll()
+    poller.register(relay.fileno(), select.POLLIN)
+    while True:
+        try:
+            while os.waitpid(which, os.WNOHANG)[0] != 0:
+                pass
+        except ChildProcessError:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        poller.poll(poll_ms(left))
+        relay.drain()
 
 
 def _count(pids: list[int]) -> str:
