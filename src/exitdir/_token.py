@@ -543,7 +543,7 @@ class Waiter:
         now (with everything its caller holds already held), or None if it can."""
         token = self._token
         if token._lack is not None:
-            token._on_change(None)
+            self.look()
         lack = token._lack
         if lack is None or self.done():  # a look that tripped or failed the token tells more
             return None
