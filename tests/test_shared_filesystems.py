@@ -267,3 +267,37 @@ def test_a_follower_on_a_network_filesystem_says_once_that_remote_crashes_go_uns
         assert said[0].startswith(
             f"{exit_dir} is on {filesystem}, shared with other machines: a leader on another"
         )
+
+
+@pytest.mark.parametrize(
+    ("shared", "warned"),
+    [
+        ({"exit"}, "set EXITDIR_LIVENESS_DIR (or --liveness-dir) to a directory beside it"),
+        ({"exit", "exit-liveness"}, None),
+        ({"exit", "-"}, "is not on a shared filesystem: put it on the same volume"),
+    ],
+)
+def test_with_a_liveness_directory_on_the_shared_volume_nothing_is_said(
+    exit_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    shared: set[str],
+    warned: str | None,
+) -> None:
+    """Which of the exit directory and the liveness directory are on NFS is a stand-in (statfs), as above;
+    "-" names a liveness directory that is on this machine's own filesystem."""
+    from exitdir import _token
+
+    live = exit_dir.parent / ("exit-liveness" if "exit-liveness" in shared else "local-liveness")
+    monkeypatch.setattr(
+        _token, "shared_filesystem", lambda path: "nfs" if Path(path).name in shared else None
+    )
+    caplog.set_level(logging.WARNING, logger="exitdir")
+    given = None if shared == {"exit"} else live
+    exitdir.aware(exit_dir, backend="poll", liveness_dir=given).close()
+    said = [r.getMessage() for r in caplog.records if "cannot be detected" in r.getMessage()]
+    if warned is None:
+        assert said == []
+    else:
+        assert len(said) == 1
+        assert warned in said[0]

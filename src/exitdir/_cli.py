@@ -180,7 +180,7 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
-    with aware(args.dir, names=args.leader, require=args.require) as token:
+    with aware(args.dir, names=args.leader, require=args.require, liveness_dir=args.liveness_dir) as token:
         if not token.wait(args.timeout):
             _say(args, f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}")
             return EXIT_TIMEOUT
@@ -195,9 +195,23 @@ def _cmd_wait(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _running(
+    directory: str, liveness_dir: str | None, names: tuple[str, ...] | None
+) -> tuple[dict[str | None, tuple[bool, bool]] | None, int | None]:
+    """Which of ``names`` run, and how many leaders do, as a follower sees them (None: unknowable)."""
+    from ._liveness import liveness_of
+
+    if not os.path.isdir(directory):
+        return {}, 0
+    locks = liveness_of(directory, liveness_dir)
+    try:
+        return locks.flags(names or ()), locks.count()
+    finally:
+        locks.close()
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    from ._config import check_watchable, leader_names
-    from ._liveness import held_offsets, leader_flags, running_leaders
+    from ._config import check_watchable, leader_names, resolve_liveness_dir
     from ._marker import describe
     from ._rules import TRIP, WHY_IGNORED, TripRules
     from ._token import vantage
@@ -205,6 +219,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     directory = resolve_directory(args.dir)
     if directory is None:
         raise _UsageError("no exit directory: set EXIT_DIR or pass --dir")
+    liveness_dir = resolve_liveness_dir(args.liveness_dir, directory)
     check_watchable(directory)
     names = leader_names(args.leader)
     markers = _listed(directory)
@@ -215,12 +230,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     would_exit = any(verdict == TRIP for _, verdict in verdicts)
     # (marker, why it is ignored: a key of WHY_IGNORED, or None when it counts)
     judged = [(marker, verdict if verdict in WHY_IGNORED else None) for marker, verdict in verdicts]
-    held = held_offsets(directory) if os.path.isdir(directory) else set()
+    flags, running_count = _running(directory, liveness_dir, names)
     leaders = {}  # name -> "done" | "running" | "not running", for the leaders asked about
     for name in names or ():
-        running = held is not None and leader_flags(held, name)[0]
+        running = flags is not None and flags.get(name, (False, False))[0]
         leaders[name] = "done" if name in rules.counted else "running" if running else "not running"
-    running_count = None if held is None else running_leaders(held)
     if args.json:
         import json
 
@@ -316,7 +330,13 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     if not args.kill_descendants and (args.signal is not None or args.grace is not None):
         raise _UsageError("--signal and --grace say how to stop what CMD leaves: add --kill-descendants")
     reap_all, kill_descendants = _reaping(args)  # first: it may load ctypes, which takes a descriptor
-    run = Leadership(args.name, directory=args.dir, signal_on=args.signal_on, require_dir=args.require_dir)
+    run = Leadership(
+        args.name,
+        directory=args.dir,
+        signal_on=args.signal_on,
+        require_dir=args.require_dir,
+        liveness_dir=args.liveness_dir,
+    )
     # Everything needed to report the program's end is acquired before it starts: the directory kept
     # open for the final write, the liveness lock (held until the marker is written, so that followers
     # see this wrapper go if it is killed outright), the signal relay. In strict mode a missing
@@ -389,7 +409,13 @@ def _cmd_follow(args: argparse.Namespace) -> int:
         raise ExitDirError(f"cannot start {command[0]}: {err}") from None
     try:
         # In strict mode a missing directory is refused here, before the helper starts.
-        with aware(args.dir, names=args.leader, require=args.require, require_dir=args.require_dir) as token:
+        with aware(
+            args.dir,
+            names=args.leader,
+            require=args.require,
+            require_dir=args.require_dir,
+            liveness_dir=args.liveness_dir,
+        ) as token:
             if token.directory is None:
                 _say_no_directory(args, "the helper runs until it exits")
             outcome = supervise(
@@ -442,6 +468,16 @@ def _require_dir(sub: argparse.ArgumentParser) -> None:
         const=True,
         default=None,  # None: $EXITDIR_REQUIRE_DIR decides
         help="a missing exit directory is an error, not a silent no-op (also EXITDIR_REQUIRE_DIR=1)",
+    )
+
+
+def _liveness(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--liveness-dir",
+        metavar="LDIR",
+        help="a directory beside the exit directory, on the same shared volume, where leaders hold locks "
+        "that followers on other machines see: a leader killed outright is detected across nodes "
+        "(default: $EXITDIR_LIVENESS_DIR)",
     )
 
 
@@ -504,6 +540,7 @@ def _configure_wait(sub: argparse.ArgumentParser) -> None:
     _leaders(sub)
     sub.add_argument("-v", "--verbose", action="store_true", help="print the marker's code and reason")
     sub.add_argument("--json", action="store_true", help="print the marker as JSON")
+    _liveness(sub)
     _common(sub)
     sub.set_defaults(run=_cmd_wait)
 
@@ -511,6 +548,7 @@ def _configure_wait(sub: argparse.ArgumentParser) -> None:
 def _configure_status(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print JSON")
     _leaders(sub)  # judged as a follower with the same options would judge them
+    _liveness(sub)
     _common(sub)
     sub.set_defaults(run=_cmd_status)
 
@@ -534,6 +572,7 @@ def _configure_lead(sub: argparse.ArgumentParser) -> None:
         help="with --kill-descendants: seconds between that signal and SIGKILL (default 10); the marker "
         "is written once they are gone",
     )
+    _liveness(sub)
     _supervised(sub)
     sub.set_defaults(run=_cmd_lead)
 
@@ -556,6 +595,7 @@ def _configure_follow(sub: argparse.ArgumentParser) -> None:
         "--timeout", type=_seconds, help="stop the helper anyway after SECONDS (exit status 124)"
     )
     _leaders(sub)
+    _liveness(sub)
     _supervised(sub)
     sub.set_defaults(run=_cmd_follow)
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 ENV_DIR = "EXIT_DIR"
 ENV_REQUIRE_DIR = "EXITDIR_REQUIRE_DIR"
+ENV_LIVENESS_DIR = "EXITDIR_LIVENESS_DIR"
 _YES = frozenset({"1", "true", "yes", "on"})
 _NO = frozenset({"0", "false", "no", "off", ""})
 DEFAULT_NAME = "exitFile"
@@ -49,17 +50,50 @@ def resolve_directory(directory: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(path)
 
 
-def validate_directory(directory: object) -> str | None:
+def validate_directory(directory: object, what: str = "exit directory") -> str | None:
     """``directory`` as a str path (bytes are decoded as the os module does), or None; not resolved."""
     if directory is None:
         return None
     try:
         path = os.fspath(directory)  # type: ignore[call-overload]  # anything fspath takes; the rest refused
     except TypeError:
+        env = ENV_DIR if what == "exit directory" else ENV_LIVENESS_DIR
         raise _error(
-            f"exit directory {directory!r} is not a path: pass a str or os.PathLike, or None for $EXIT_DIR"
+            f"{what} {directory!r} is not a path: pass a str or os.PathLike, or None for ${env}"
         ) from None
     return os.fsdecode(path)
+
+
+def resolve_liveness_dir(given: str | os.PathLike[str] | None, exit_dir: str | None) -> str | None:
+    """The absolute liveness directory (cross-machine crash detection), from ``given`` or
+    ``$EXITDIR_LIVENESS_DIR``; None when neither is set, or when there is no exit directory to go with it.
+
+    It must be outside the exit directory: Go exitdir followers fire on any entry made there.
+
+    >>> resolve_liveness_dir("/shared/live", "/shared/exit")
+    '/shared/live'
+    """
+    path = validate_directory(given, "liveness directory")
+    if path is None:
+        path = os.environ.get(ENV_LIVENESS_DIR, "")
+    if path == "" or exit_dir is None:
+        return None
+    if "\0" in path:
+        raise _error(f"liveness directory {path!r} contains a NUL byte: give a real directory path")
+    path = os.path.abspath(path)
+    inside = path == exit_dir or path.startswith(exit_dir.rstrip(os.sep) + os.sep)
+    if not inside:
+        try:
+            inside = os.path.samefile(path, exit_dir)  # the same directory under another name
+        except (OSError, ValueError):
+            pass
+    if inside:
+        raise _error(
+            f"liveness directory {path} is inside the exit directory {exit_dir}: Go exitdir followers "
+            f"would stop at its first file; give a directory beside it, such as "
+            f"{exit_dir.rstrip(os.sep)}-liveness"
+        )
+    return path
 
 
 def validate_require_dir(require_dir: object) -> bool | None:

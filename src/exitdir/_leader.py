@@ -13,6 +13,7 @@ from ._config import (
     path_problem,
     require_directory,
     resolve_directory,
+    resolve_liveness_dir,
     validate_code,
     validate_decorated,
     validate_directory,
@@ -23,7 +24,7 @@ from ._config import (
 from ._errno import explain, lacking, lost
 from ._errors import ExitDirError
 from ._linux import HAVE_PROC_FD, boot_id, proc_fd_path
-from ._liveness import lock_leader
+from ._liveness import hold_liveness_file, lock_leader
 from ._log import warn_once
 from ._marker import encode, read_marker
 
@@ -287,12 +288,16 @@ class Leadership:
         directory: str | os.PathLike[str] | None = None,
         signal_on: str = "always",
         require_dir: bool | None = None,
+        liveness_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.name = validate_name(name)
         self.signal_on = validate_signal_on(signal_on)
         self.require_dir = validate_require_dir(require_dir)
         self._given = validate_directory(directory)
+        self._given_liveness = validate_directory(liveness_dir, "liveness directory")
         self.directory: str | None = None  # the absolute exit directory, once begin() has resolved it
+        self.liveness_dir: str | None = None  # likewise, the liveness directory if one is configured
+        self._liveness_fd: int | None = None  # our locked file there, from begin() to finish()
         # The directory, open from begin() to finish(): the liveness lock is taken on it, and the marker
         # is written through it. The spare is a duplicate, closed just before the write to make room for
         # the marker's own descriptor; closing a duplicate drops no lock and raises no inotify event.
@@ -303,7 +308,11 @@ class Leadership:
         """A new run with these settings (a :class:`leader` keeps one run as its validated settings, and
         starts a copy of it in each thread that enters)."""
         return Leadership(
-            self.name, directory=self._given, signal_on=self.signal_on, require_dir=self.require_dir
+            self.name,
+            directory=self._given,
+            signal_on=self.signal_on,
+            require_dir=self.require_dir,
+            liveness_dir=self._given_liveness,
         )
 
     def writes_marker(self, code: int) -> bool:
@@ -321,6 +330,7 @@ class Leadership:
         self.directory = directory = require_directory(resolve_directory(self._given), self.require_dir)
         if directory is None:
             return
+        self.liveness_dir = resolve_liveness_dir(self._given_liveness, directory)
         try:
             self._dir_fd = _open_directory(directory)
             problem = _write_problem(self._dir_fd, directory, self.name)
@@ -346,7 +356,10 @@ class Leadership:
                 )
             except OSError:
                 pass
-        lock_leader(self._dir_fd, directory, self.name, restartable=self.signal_on == "success")
+        restartable = self.signal_on == "success"
+        lock_leader(self._dir_fd, directory, self.name, restartable=restartable)
+        if self.liveness_dir is not None:
+            self._liveness_fd = hold_liveness_file(self.liveness_dir, self.name, restartable=restartable)
 
     def finish(self, code: int, reason: str | None) -> str | None:
         """Write the marker (when :meth:`writes_marker`), then release the lock. The marker's path, or None.
@@ -366,11 +379,11 @@ class Leadership:
             self._release()
 
     def _release(self) -> None:
-        """Close the directory: the liveness lock goes with the last descriptor of it."""
-        for fd in (self._spare_fd, self._dir_fd):
+        """Close the directory and our file in the liveness directory: the locks go with them."""
+        for fd in (self._spare_fd, self._dir_fd, self._liveness_fd):
             if fd is not None:
                 os.close(fd)
-        self._spare_fd = self._dir_fd = None
+        self._spare_fd = self._dir_fd = self._liveness_fd = None
 
 
 def outcome(exc: BaseException | None) -> tuple[int, str | None]:
@@ -413,7 +426,9 @@ class leader:
     name left by an earlier run. ``signal_on="success"`` writes the marker only when the block succeeds,
     for a leader that its orchestrator restarts on failure (``restartPolicy: OnFailure``).
     ``require_dir=True`` (or ``$EXITDIR_REQUIRE_DIR=1``) makes a missing exit directory an ExitDirError
-    on entry, before the block runs.
+    on entry, before the block runs. ``liveness_dir`` (or ``$EXITDIR_LIVENESS_DIR``), a directory beside
+    the exit directory on the same shared volume, makes the lock one that followers on other machines see
+    too (NFSv4, SMB): see docs/kubernetes.md, "Several nodes".
 
     One ``leader`` object is reentrant per thread, like an ``RLock``: the outermost entry in a thread
     begins a run, nested entries of the same object in that thread (a decorated function that recurses,
@@ -451,10 +466,13 @@ class leader:
         directory: str | os.PathLike[str] | None = None,
         signal_on: str = "always",
         require_dir: bool | None = None,
+        liveness_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         # Validated now, as the settings of a run never begun; each entering thread begins a copy of it, and
         # the directory is resolved (and, in strict mode, required) then.
-        self._settings = Leadership(name, directory=directory, signal_on=signal_on, require_dir=require_dir)
+        self._settings = Leadership(
+            name, directory=directory, signal_on=signal_on, require_dir=require_dir, liveness_dir=liveness_dir
+        )
         # The run of each thread inside the block, by thread id: [depth, its Leadership].
         self._runs: dict[int, list[Any]] = {}
         self._runs_lock = _thread.allocate_lock()

@@ -29,8 +29,9 @@ try:
     import fcntl
 
     _OFD_SETLK: int | None = fcntl.F_OFD_SETLK  # Linux 3.15+
+    _OFD_GETLK: int | None = fcntl.F_OFD_GETLK
 except (ImportError, AttributeError):
-    _OFD_SETLK = None
+    _OFD_SETLK = _OFD_GETLK = None
 
 _libc_handle: list[ctypes.CDLL] = []
 
@@ -329,7 +330,7 @@ def proc_fd_path(fd: int) -> str:
 
 # struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid (+ padding).
 _FLOCK = struct.Struct("hhqqi4x")
-_F_RDLCK = 0
+_F_RDLCK, _F_WRLCK, _F_UNLCK = 0, 1, 2
 HAVE_OFD_LOCKS = _OFD_SETLK is not None
 
 
@@ -338,6 +339,16 @@ def lock_shared(fd: int, start: int, length: int) -> None:
     if _OFD_SETLK is None:
         raise OSError(errno.ENOSYS, "open file description locks are not available on this platform")
     fcntl.fcntl(fd, _OFD_SETLK, _FLOCK.pack(_F_RDLCK, os.SEEK_SET, start, length, 0))
+
+
+def locked_by_another(fd: int, start: int, length: int) -> bool:
+    """Whether some other open file description holds a lock on any of bytes ``start`` ..
+    ``start + length - 1`` of ``fd`` (F_OFD_GETLK for a write lock, which every lock conflicts with). On
+    NFSv4 and SMB the file server answers, so locks held on other machines count. Raises OSError."""
+    if _OFD_GETLK is None:
+        raise OSError(errno.ENOSYS, "open file description locks are not available on this platform")
+    answer = fcntl.fcntl(fd, _OFD_GETLK, _FLOCK.pack(_F_WRLCK, os.SEEK_SET, start, length, 0))
+    return bool(_FLOCK.unpack(answer)[0] != _F_UNLCK)
 
 
 def lock_table() -> bytes | None:

@@ -13,14 +13,39 @@ it is time to look again, with no timer.
 
 Byte ``slot(name)`` held: that leader is running. Byte ``slot(name) + 1`` held too: it may be restarted
 (``exitdir lead --signal-on success``), so its death without a marker is not the end.
+
+Across machines (issue 12) that lock is no use: NFS and SMB clients keep a lock on a directory in their
+own kernel. So a leader given a *liveness directory* (``EXITDIR_LIVENESS_DIR``, ``--liveness-dir``) also
+locks a file of its own there, ``LIVENESS_DIR/NAME``, bytes 0 (running) and 1 (may be restarted), and
+those locks do reach the file server (NFSv4 LOCK, SMB2 LOCK). Followers ask the server about them
+(F_OFD_GETLK: an NFSv4 LOCKT, an SMB2 lock-and-unlock), so a leader is seen running from any machine.
+When its process dies its kernel releases them; when its node dies, the server does once the client's
+lease expires (NFSv4) or its connection is dropped (SMB). It is a directory of its own because Go exitdir
+followers fire on any new entry of the exit directory.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import threading
+import time
 
-from ._linux import HAVE_OFD_LOCKS, lock_shared, lock_table
-from ._log import debug_once
+from ._errno import explain
+from ._linux import HAVE_OFD_LOCKS, lock_shared, lock_table, locked_by_another, sync_attributes
+from ._log import debug_once, warn_once
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._rules import LockFlags
+
+# An SMB client tests a lock by taking it and releasing it on the server at once, so a leader locking its
+# file may meet a follower's test: it tries again, for this long.
+_CONTENDED_FOR = 2.0
+# What a lock test answers when the filesystem cannot lock at all: no crash detection, said once.
+_CANNOT_LOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EBADF})
 
 _SLOTS = 1 << 30
 
@@ -100,3 +125,166 @@ def leader_flags(held: set[int], name: str | None) -> tuple[bool, bool]:
 
 def running_leaders(held: set[int]) -> int:
     return sum(1 for offset in held if offset % 2 == 0)
+
+
+def hold_liveness_file(liveness_dir: str, name: str, *, restartable: bool = False) -> int | None:
+    """Leader side: lock ``liveness_dir/NAME`` (created with its directory if missing) where the file server
+    sees it; the descriptor to close once the marker is written, or None where that fails (said once:
+    the leader runs all the same, and followers on other machines cannot tell if it is killed)."""
+    path = os.path.join(liveness_dir, name)
+    fd = None
+    try:
+        os.makedirs(liveness_dir, exist_ok=True)
+        # O_NONBLOCK: a FIFO planted there must not hang the leader; O_NOFOLLOW: nor lead it elsewhere.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            _cannot_hold(path, "it is not a regular file: remove it")
+            os.close(fd)
+            return None
+        deadline = time.monotonic() + _CONTENDED_FOR
+        while True:
+            try:
+                lock_shared(fd, 0, 2 if restartable else 1)
+                return fd
+            except (BlockingIOError, PermissionError):  # EAGAIN, EACCES: a follower's test, for an instant
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)
+    except OSError as err:
+        if fd is not None:
+            os.close(fd)
+        _cannot_hold(path, explain(err))
+        return None
+
+
+def _cannot_hold(path: str, why: str) -> None:
+    warn_once(
+        f"liveness-hold:{path}",
+        f"cannot lock {path} in the liveness directory: {why}; this leader runs, but followers on other "
+        "machines cannot tell if it is killed outright",
+    )
+
+
+def liveness_of(directory: str, liveness_dir: str | None) -> DirectoryLocks | FileLocks:
+    """Where the followers of ``directory`` see leaders running: the locks on the directory itself (the
+    leaders of this machine), or with a liveness directory their files' locks there, as the file server
+    sees them (the leaders of every machine)."""
+    return DirectoryLocks(directory) if liveness_dir is None else FileLocks(liveness_dir)
+
+
+class DirectoryLocks:
+    """Followers' view of the leaders on this machine: the locks on the exit directory (/proc/locks)."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def flags(self, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
+        """Each leader's (running, restartable); None if unknowable. Key None: any leader."""
+        held = held_offsets(self._directory)
+        if held is None:
+            return None
+        return {key: leader_flags(held, key) for key in keys}
+
+    def count(self) -> int | None:
+        """How many leaders are running; None if unknowable."""
+        held = held_offsets(self._directory)
+        return None if held is None else running_leaders(held)
+
+    def close(self) -> None:
+        pass
+
+
+class FileLocks:
+    """Followers' view of the leaders on every machine: their locks in the liveness directory, asked of the
+    file server. Each leader's file is kept open after its first test (one round trip per test after that);
+    a leader seen gone is tested again through a fresh open, in case its file was replaced."""
+
+    def __init__(self, liveness_dir: str) -> None:
+        self._dir = liveness_dir
+        self._files: dict[str, int] = {}
+        self._running: set[str] = set()
+        self._lock = threading.Lock()  # two threads looking at once must not open a file twice
+
+    def flags(self, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
+        """As :meth:`DirectoryLocks.flags`."""
+        with self._lock:
+            return self._flags(keys)
+
+    def _flags(self, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
+        try:
+            named = [key for key in keys if key is not None]
+            if None in keys:
+                sync_attributes(self._dir)  # a network client's cached listing would hide a new leader
+                named += [name for name in _listing(self._dir) if name not in named]
+            found = {name: self._test(name) for name in named}
+        except OSError as err:
+            if err.errno in _CANNOT_LOCK:
+                warn_once(
+                    f"liveness-test:{self._dir}",
+                    f"cannot test the leaders' locks in liveness directory {self._dir}: {explain(err)}; a "
+                    "leader killed outright cannot be detected",
+                )
+            return None  # unknowable this time: nothing is concluded from it
+        flags: dict[str | None, LockFlags] = {key: found[key] for key in keys if key is not None}
+        if None in keys:
+            flags[None] = (any(r for r, _ in found.values()), any(s for _, s in found.values()))
+        return flags
+
+    def count(self) -> int | None:
+        """As :meth:`DirectoryLocks.count`."""
+        with self._lock:
+            try:
+                sync_attributes(self._dir)
+                found = [self._test(name) for name in _listing(self._dir)]
+            except OSError:
+                return None
+        return sum(1 for running, _ in found if running)
+
+    def _test(self, name: str) -> LockFlags:
+        fd = self._files.get(name)
+        if fd is None:
+            fd = self._open(name)
+        running = fd is not None and locked_by_another(fd, 0, 1)
+        if not running and name in self._running:
+            self._forget(name)  # seen gone: make sure through a fresh open, in case the file was replaced
+            fd = self._open(name)
+            running = fd is not None and locked_by_another(fd, 0, 1)
+        if not running or fd is None:
+            self._running.discard(name)
+            return False, False
+        self._running.add(name)
+        return True, locked_by_another(fd, 1, 1)
+
+    def _open(self, name: str) -> int | None:
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(os.path.join(self._dir, name), flags)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # no leader of that name has run yet
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            os.close(fd)
+            raise
+        if not regular:  # not a leader's file: nobody can hold it for a leader
+            os.close(fd)
+            return None
+        self._files[name] = fd
+        return fd
+
+    def _forget(self, name: str) -> None:
+        fd = self._files.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            for name in list(self._files):
+                self._forget(name)
+
+
+def _listing(directory: str) -> list[str]:
+    try:
+        return [name for name in os.listdir(directory) if not name.startswith(".")]  # .nfsXXXX and the like
+    except (FileNotFoundError, NotADirectoryError):
+        return []

@@ -13,11 +13,13 @@ import time
 
 from ._clock import sooner, wait_seconds
 from ._config import (
+    ENV_LIVENESS_DIR,
     REQUIRE_ALL,
     check_watchable,
     leader_names,
     require_directory,
     resolve_directory,
+    resolve_liveness_dir,
     validate_callback,
     validate_poll_interval,
     validate_require,
@@ -27,7 +29,7 @@ from ._config import (
 from ._errno import errno_text, explain, lacking, lost
 from ._errors import ExitDirError
 from ._linux import boot_id, shared_filesystem
-from ._liveness import held_offsets, leader_flags
+from ._liveness import liveness_of
 from ._log import warn_once
 from ._marker import Marker, list_markers, read_marker
 from ._rules import LOST, STALE, TRIP, Looks, TripRules, Vantage
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from types import TracebackType
 
-    from ._rules import LockFlags
     from ._watch._base import Plan, Watch
 
 
@@ -82,10 +83,12 @@ class ExitToken:
         poll_interval: float | None = None,
         names: tuple[str, ...] | None = None,
         require: str = REQUIRE_ALL,
+        liveness_dir: str | None = None,
     ) -> None:
         self._directory = directory
         self._lock = threading.Lock()
         here = vantage(directory)
+        self._liveness = None if directory is None else liveness_of(directory, liveness_dir)
         self._rules = TripRules(names, require, vantage=here)
         self._set = False
         self._closed = False
@@ -103,12 +106,19 @@ class ExitToken:
         self._looks = Looks(configured_interval(poll_interval))
         if directory is not None:
             # open_watch scans once the watch is in place, so this may trip before it returns.
-            watch = open_watch(directory, self._on_change, backend=backend, poll_interval=poll_interval)
+            # No event says that a lock on a file server went: inotify must look at the locks on a timer too.
+            watch = open_watch(
+                directory,
+                self._on_change,
+                backend=backend,
+                poll_interval=poll_interval,
+                look_every_interval=liveness_dir is not None,
+            )
             self._backend = watch.backend
             self._watch = watch
             self._plan_shape = _shape(self._plan())
             if not here.local:
-                _warn_crashes_unseen(directory, here.filesystem)
+                _warn_crashes_unseen(directory, here.filesystem, liveness_dir)
 
     @property
     def directory(self) -> str | None:
@@ -174,7 +184,8 @@ class ExitToken:
         # that wrote its marker and then released its lock must not be taken for one that vanished.
         if self._consider(directory, names):
             return
-        flags = _lock_flags(directory, self._rules.leader_keys)
+        assert self._liveness is not None
+        flags = self._liveness.flags(self._rules.leader_keys)
         if flags is not None:  # a leader seen running that lost its lock without a marker has crashed
             with self._lock:
                 vanished = self._rules.observe_locks(flags)
@@ -397,6 +408,8 @@ class ExitToken:
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.close()
+        if self._liveness is not None:
+            self._liveness.close()
         self._closed_event.set()
         self._tell_waiters(None)  # close() has woken the watch's own threads
 
@@ -454,18 +467,27 @@ def _lost_error(directory: str | None, err: OSError, looks: Looks, now: float) -
     )
 
 
-def _warn_crashes_unseen(directory: str, filesystem: str | None) -> None:
-    # The liveness lock stays in the leader's kernel (NFS and SMB clients do not send a lock on a directory
-    # to the server), so /proc/locks here only ever shows leaders on this machine. FUSE is left out: most
-    # FUSE filesystems (bindfs, overlays) are this machine's alone.
+def _warn_crashes_unseen(directory: str, filesystem: str | None, liveness_dir: str | None) -> None:
+    """Say once when a leader on another machine that is killed outright would go unnoticed: the lock on
+    the exit directory stays in its own kernel (NFS and SMB clients keep a lock on a directory local), so
+    only a liveness directory on the shared volume shows it. FUSE is left out: most FUSE filesystems
+    (bindfs, overlays) are this machine's alone."""
     if filesystem in (None, "fuse"):
+        return
+    if liveness_dir is None:
+        fix = (
+            f"set {ENV_LIVENESS_DIR} (or --liveness-dir) to a directory beside it on the same volume, for "
+            "leaders and followers alike, to detect that (docs/kubernetes.md), or use --timeout as a bound"
+        )
+    elif shared_filesystem(liveness_dir) is None:
+        fix = f"liveness directory {liveness_dir} is not on a shared filesystem: put it on the same volume"
+    else:
         return
     warn_once(
         f"crashes-unseen:{directory}",
-        f"{directory} is on {filesystem}, shared with other machines: a leader on another "
-        "machine that is killed outright (SIGKILL, OOM, its node lost) cannot be detected, and its "
-        "followers wait for its marker; use --timeout as a bound, or run the leader with exitdir lead on "
-        "this machine",
+        f"{directory} is on {filesystem}, shared with other machines: a leader on another machine that is "
+        f"killed outright (SIGKILL, OOM, its node lost) cannot be detected, and its followers wait for its "
+        f"marker; {fix}",
     )
 
 
@@ -475,14 +497,6 @@ def _warn_stale(directory: str, marker: Marker) -> None:
         f"ignoring marker {marker.name} in {directory}: written before this machine last booted (its "
         "boot_id differs); remove it, or let the leader replace it",
     )
-
-
-def _lock_flags(directory: str, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
-    """Each leader's (running, restartable), from the locks held on ``directory``; None if unknowable."""
-    held = held_offsets(directory)
-    if held is None:
-        return None
-    return {key: leader_flags(held, key) for key in keys}
 
 
 def _shape(plan: Plan) -> tuple[int | None, bool]:
@@ -586,6 +600,7 @@ def aware(
     names: Iterable[str] | None = None,
     require: str = REQUIRE_ALL,
     require_dir: bool | None = None,
+    liveness_dir: str | os.PathLike[str] | None = None,
 ) -> ExitToken:
     """Watch the exit directory (``directory``, else ``$EXIT_DIR``) and return a token that trips on a marker.
 
@@ -599,7 +614,9 @@ def aware(
     With ``names``, only those leaders' markers count: ``require="all"`` (default) trips once every one
     has written its marker, ``"any"`` on the first. A leader seen running (it holds its liveness lock)
     that ends without a marker trips the token too, with a marker of kind ``"vanished"``. A marker written
-    before the machine last booted is stale and ignored, with a warning.
+    before the machine last booted is stale and ignored, with a warning. A leader on another machine is
+    seen running only through its lock in the *liveness directory* that it and its followers are given
+    (``liveness_dir``, else ``$EXITDIR_LIVENESS_DIR``): see docs/kubernetes.md, "Several nodes".
 
     >>> import exitdir, tempfile
     >>> d = tempfile.mkdtemp()
@@ -615,6 +632,14 @@ def aware(
     validate_require(require)
     poll_interval = validate_poll_interval(poll_interval)
     resolved = require_directory(resolve_directory(directory), validate_require_dir(require_dir))
+    liveness = resolve_liveness_dir(liveness_dir, resolved)
     if resolved is not None:
         check_watchable(resolved)
-    return ExitToken(resolved, backend=backend, poll_interval=poll_interval, names=leaders, require=require)
+    return ExitToken(
+        resolved,
+        backend=backend,
+        poll_interval=poll_interval,
+        names=leaders,
+        require=require,
+        liveness_dir=liveness,
+    )

@@ -85,9 +85,18 @@ def _polling(directory: str, on_change: OnChange, interval: float, why: str, *, 
 
 
 def open_watch(
-    directory: str, on_change: OnChange, *, backend: str | None = None, poll_interval: float | None = None
+    directory: str,
+    on_change: OnChange,
+    *,
+    backend: str | None = None,
+    poll_interval: float | None = None,
+    look_every_interval: bool = False,
 ) -> Watch:
-    """Start watching ``directory``; ``on_change(None)`` is called once the watch is in place."""
+    """Start watching ``directory``; ``on_change(None)`` is called once the watch is in place.
+
+    ``look_every_interval``: call ``on_change([])`` at least every poll interval, even where events come
+    (inotify), for what no event announces: a lock released on a file server, by another machine.
+    """
     choice = configured_backend(backend)
     interval = configured_interval(poll_interval)
     if choice == "poll":
@@ -101,7 +110,9 @@ def open_watch(
     try:
         from ._inotify import InotifyWatch
 
-        watch = InotifyWatch(directory, on_change, retry_interval=interval)
+        watch = InotifyWatch(
+            directory, on_change, retry_interval=interval, look_every_interval=look_every_interval
+        )
     except (FallbackRequired, ImportError, OSError) as err:
         if isinstance(err, OSError) and not lacking(err):
             raise

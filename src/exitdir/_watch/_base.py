@@ -15,7 +15,8 @@ re-reads the plan before *every* block::
 - ``plan()`` never blocks, never raises and is cheap: it is called before every block.
 - ``timeout`` is the seconds until the watch must be pumped again whatever its fd says: a poll backend's
   next scan, a broken inotify watch's next retry, an inotify watch's next check that its path still names
-  the directory it watches. It is never negative; 0 means "pump now".
+  the directory it watches (and, for a token that tests locks on a file server, looks again). It is
+  never negative; 0 means "pump now".
 - ``(None, None)``: nothing the watch does can end the wait; only the waiter's own events can.
 - The plan changes only inside a delivery: an inotify watch lost mid-wait (the directory replaced while
   the watch limit is reached, or recreated unreadable for a moment) turns into timer polling, and back

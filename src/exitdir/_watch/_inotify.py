@@ -272,11 +272,14 @@ class InotifyWatch:
 
     backend = "inotify"
 
-    def __init__(self, directory: str, on_change: OnChange, *, retry_interval: float) -> None:
+    def __init__(
+        self, directory: str, on_change: OnChange, *, retry_interval: float, look_every_interval: bool = False
+    ) -> None:
         self._hub: _Hub | None = None  # None: not set up in this process (yet)
         self._directory = directory
         self._on_change = on_change
         self._retry_interval = retry_interval
+        self._look_every_interval = look_every_interval
         self._lock = threading.RLock()
         self._closed = False
         self._retry_at: float | None = None  # monotonic time of the next retry while broken
@@ -395,6 +398,8 @@ class InotifyWatch:
                 self._check_at = now + self._retry_interval
             if self._moved():
                 self._arm()
+            elif self._look_every_interval and self.watching_target:
+                self._on_change([])
 
     def wake(self) -> None:
         self._wake.set()
