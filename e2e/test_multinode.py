@@ -10,11 +10,14 @@ from __future__ import annotations
 import itertools
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from _rig import FIGURES, Job, Rig, RigError
+from exitdir._marker import VANISHED_REASON
+
+from _rig import FIGURES, SERVER, Job, Rig, RigError
 
 EXITDIR = [sys.executable, "-m", "exitdir"]  # the checkout's venv: the nodes' root is the host's `/`
 GENEROUS = 20.0  # a follower's wake-up, or a command's run, on a slow machine running two more kernels
@@ -145,14 +148,20 @@ def test_exitdir_lead_on_a_ends_exitdir_follow_on_b_with_the_leaders_status(rig:
     assert _status(follower) == 3, follower.describe()
 
 
-def _exit_then_aware_wait(rig: Rig, exit_dir: str, code: int, *, mkdir: bool = False) -> tuple[float, float]:
+def _exit_then_aware_wait(
+    rig: Rig, exit_dir: str, code: int, *, mkdir: bool = False, on_b: str | None = None
+) -> tuple[float, float]:
     """`exitdir.exit(code)` on a, `aware().wait()` on b: seconds from the call of exit() to b's wake-up,
     and from its return (both nodes' wall clocks are the host's). With ``mkdir``, a makes the directory
-    first, which did not exist when b started watching."""
-    env = {"EXIT_DIR": exit_dir}
-    follower = rig.b.spawn([sys.executable, "-c", AWARE_FOLLOWER, str(GENEROUS)], env)
+    first, which did not exist when b started watching. ``on_b``: the path of that directory on b, when b
+    mounts the share elsewhere."""
+    follower = rig.b.spawn(
+        [sys.executable, "-c", AWARE_FOLLOWER, str(GENEROUS)], {"EXIT_DIR": on_b or exit_dir}
+    )
     _ready(follower)
-    leader = rig.a.spawn([sys.executable, "-c", EXIT_LEADER, str(code), *(["mkdir"] if mkdir else [])], env)
+    leader = rig.a.spawn(
+        [sys.executable, "-c", EXIT_LEADER, str(code), *(["mkdir"] if mkdir else [])], {"EXIT_DIR": exit_dir}
+    )
     assert _status(leader) == 0, leader.describe()
     assert _status(follower, GENEROUS * 2) == 0, follower.describe()
     woke = _checked(lambda: follower.expect("woke", 1)).split()
@@ -203,4 +212,154 @@ def test_a_directory_made_on_a_after_the_follower_on_b_started_still_trips_it(ri
     FIGURES.append(
         f"late directory over {fs}: made on a after b started watching, then exit(): b woke"
         f" {called * 1000:.0f} ms after exit() was called"
+    )
+
+
+# --- a leader that is killed, or whose node is lost (issue 12: crash detection across nodes) -------------
+
+HELPER = ["sh", "-c", "echo ready; exec sleep 600"]
+LEASE = 20  # the NFS server's lease time (_rig.py): a lost client's locks go after one to two of these
+SAMBA_KEEPALIVE = 5 + 3 * 2  # _rig.py's TCP keepalive: idle 5 s, then 3 probes 2 s apart
+
+
+def _liveness(live: str | None) -> list[str]:
+    return [] if live is None else ["--liveness-dir", live]
+
+
+def _leader_on_a(rig: Rig, exit_dir: str, live: str | None) -> Job:
+    leader = rig.a.spawn([*EXITDIR, "lead", "--dir", exit_dir, *_liveness(live), "--", *HELPER])
+    _ready(leader)
+    return leader
+
+
+def _follower_on_b(rig: Rig, exit_dir: str, live: str | None, *options: str) -> Job:
+    """`exitdir follow` on b, started after the leader: its first look, made before its helper starts, has
+    seen the leader running (if it can see it at all)."""
+    follower = rig.b.spawn(
+        [
+            *EXITDIR,
+            "follow",
+            "--exit-code",
+            "leader",
+            "--dir",
+            exit_dir,
+            *_liveness(live),
+            *options,
+            "--",
+            *HELPER,
+        ]
+    )
+    _ready(follower)
+    return follower
+
+
+def test_a_sigkilled_leader_on_a_ends_followers_on_b_through_the_liveness_directory(
+    rig: Rig, fs: str
+) -> None:
+    exit_dir = _fresh_dir(rig, fs)
+    live = f"{exit_dir}-liveness"  # beside it, on the same share; the leader makes it
+    leader = _leader_on_a(rig, exit_dir, live)
+    follower = _follower_on_b(rig, exit_dir, live)
+    killed = time.time()
+    leader.kill()  # SIGKILL to the wrapper: no marker, and its kernel drops its locks
+    assert _status(follower) == 1, follower.describe()  # --exit-code leader: 1 for a vanished leader
+    took = time.time() - killed
+    assert VANISHED_REASON in follower.err, follower.describe()
+    assert "cannot be detected" not in follower.err, follower.describe()
+    FIGURES.append(
+        f"SIGKILLed `exitdir lead` on a, over {fs}, liveness directory given: `exitdir follow` on b ended"
+        f" {took * 1000:.0f} ms later (the kill's delivery and the helper's stop included; poll interval"
+        " 0.25 s)"
+    )
+
+
+def test_without_a_liveness_directory_followers_on_b_say_once_that_a_crash_goes_unseen(
+    rig: Rig, fs: str
+) -> None:
+    exit_dir = _fresh_dir(rig, fs)
+    leader = _leader_on_a(rig, exit_dir, None)
+    follower = _follower_on_b(rig, exit_dir, None, "--timeout", "4")
+    leader.kill()
+    assert _status(follower) == 124, follower.describe()  # it waited on, to its timeout: 15 poll intervals
+    assert follower.err.count("cannot be detected") == 1, follower.describe()
+    assert "EXITDIR_LIVENESS_DIR" in follower.err, follower.describe()
+
+
+def _ends(jobs: dict[str, Job], timeout: float) -> dict[str, float]:
+    """When each job ended (wall clock, as seen here within 50 ms); the test fails after ``timeout``."""
+    ended: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(ended) < len(jobs):
+        for key, job in jobs.items():
+            if key not in ended and job.status() is not None:
+                ended[key] = time.time()
+        if time.monotonic() > deadline:
+            running = "\n".join(job.describe() for key, job in jobs.items() if key not in ended)
+            pytest.fail(f"still running after {timeout} s:\n{running}", pytrace=False)
+        time.sleep(0.05)  # how often the statuses are read: a polling loop, not a synchronisation
+    return ended
+
+
+def test_a_halted_node_a_ends_followers_on_b_once_the_servers_give_up_on_it(rig: Rig) -> None:
+    """Node a halts with its leaders running: no process on it ends, nothing is unlocked or sent. The NFS
+    server drops its locks when its lease expires; Samba when its TCP keepalive finds the connection dead.
+    Node a then boots again (a new boot id), and a marker its first boot left on its own disk is stale."""
+    pairs = {}
+    for fs in ("nfs", "smb"):
+        exit_dir = _fresh_dir(rig, fs)
+        _leader_on_a(rig, exit_dir, f"{exit_dir}-liveness")
+        pairs[fs] = _follower_on_b(rig, exit_dir, f"{exit_dir}-liveness")
+    # A disk of node a's own (hostfs, which outlives its boots, as a node's disk outlives a reboot), where
+    # a marker is written by this boot.
+    disk = rig.base / f"disk-of-a-{next(_names)}"
+    disk.mkdir()
+    _checked(lambda: rig.a.run([*EXITDIR, "exit", "--code", "7", "--dir", str(disk)]))
+    halted = time.time()
+    _checked(lambda: rig.halt("a"))
+    try:
+        ended = _ends(pairs, LEASE * 2 + GENEROUS)
+    finally:
+        _checked(lambda: rig.boot_again("a"))
+    for fs, follower in pairs.items():
+        assert follower.status() == 1, follower.describe()
+        assert VANISHED_REASON in follower.err, follower.describe()
+        FIGURES.append(
+            f"node a halted with its leader running, over {fs}: follower on b ended"
+            f" {ended[fs] - halted:.1f} s"
+            f" later (NFS lease {LEASE} s; Samba keepalive {SAMBA_KEEPALIVE} s)"
+        )
+    waiter = rig.a.spawn([*EXITDIR, "wait", "--timeout", "1", "--dir", str(disk)])
+    assert _status(waiter) == 124, waiter.describe()  # the marker from before the boot does not count
+    assert "written before this machine last booted" in waiter.err, waiter.describe()
+    copy = _fresh_dir(rig, "nfs")  # the same marker on a shared volume is judged by b as any other node's
+    _checked(lambda: rig.b.run(["cp", str(disk / "exitFile"), copy]))
+    waiter = rig.b.spawn([*EXITDIR, "wait", "--timeout", str(GENEROUS), "--json", "--dir", copy])
+    assert _status(waiter) == 0, waiter.describe()
+    assert '"code": 7' in waiter.out, waiter.describe()
+
+
+# --- mount options that cache ------------------------------------------------------------------------
+
+
+def test_a_nocto_mount_on_b_sees_markers_and_late_directories_from_a(rig: Rig) -> None:
+    """`nocto` skips the revalidation on open that a listing relies on: ~29 s before the statx fix. The
+    latencies are recorded in the session's figures, bounded only by GENEROUS."""
+    nocto = rig.base / "mnt" / f"nfs-nocto-{next(_names)}"
+    nocto.mkdir()
+    _checked(
+        lambda: rig.b.run(
+            ["mount", "-t", "nfs4", "-o", "vers=4.2,nocto,nosharecache", f"{SERVER}:/export", str(nocto)]
+        )
+    )
+    try:
+        exit_dir = _fresh_dir(rig, "nfs")
+        on_b = str(nocto / Path(exit_dir).name)
+        called, _ = _exit_then_aware_wait(rig, exit_dir, 2, on_b=on_b)
+        late = str(rig.mounts["nfs"] / f"late-{next(_names)}")
+        late_called, _ = _exit_then_aware_wait(rig, late, 3, mkdir=True, on_b=str(nocto / Path(late).name))
+    finally:
+        _checked(lambda: rig.b.run(["umount", str(nocto)]))
+    FIGURES.append(
+        f"nocto NFS mount on b: marker seen {called * 1000:.0f} ms after exit() was called on a; a directory"
+        f" made after b started watching: {late_called * 1000:.0f} ms"
     )
