@@ -8,6 +8,7 @@ leader on another machine: its death raises no event in the exit directory, as a
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -25,7 +26,8 @@ from _support import EXITDIR, GENEROUS, POLL_INTERVAL, QUIET_PERIOD, Child, env_
 REMOTE_LEADER = (
     "import fcntl, os, struct, sys\n"
     "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-    "fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqi4x', fcntl.F_RDLCK, 0, 0, int(sys.argv[2]), 0))\n"
+    "kind = fcntl.F_WRLCK if sys.argv[3:] == ['exclusive'] else fcntl.F_RDLCK\n"
+    "fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqi4x', kind, 0, 0, int(sys.argv[2]), 0))\n"
     "print('ready', flush=True)\n"
     "import time; time.sleep(3600)\n"  # until killed
 )
@@ -44,10 +46,17 @@ def live(tmp_path: Path) -> Path:
 
 
 def _remote_leader(
-    spawn: type[Child], live: Path, name: str = "exitFile", *, restartable: bool = False
+    spawn: type[Child],
+    live: Path,
+    name: str = "exitFile",
+    *,
+    restartable: bool = False,
+    exclusive: bool = False,
 ) -> Child:
+    """``exclusive``: what an SMB follower's lock test holds for an instant, held until killed."""
     live.mkdir(exist_ok=True)
-    leader = spawn([*python(REMOTE_LEADER), str(live / name), "2" if restartable else "1"])
+    argv = [*python(REMOTE_LEADER), str(live / name), "2" if restartable else "1"]
+    leader = spawn([*argv, "exclusive"] if exclusive else argv)
     leader.expect("ready")
     return leader
 
@@ -229,7 +238,10 @@ def test_a_leader_that_cannot_lock_there_runs_and_says_so(
     assert status == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert f"cannot lock {blocked}/live/exitFile in the liveness directory" in err
+    assert (
+        f"cannot lock {blocked}/live/exitFile in the liveness directory: {blocked}/live or a directory above"
+        in err
+    )
     assert "cannot tell if it is killed outright" in err
     assert exitdir.aware(exit_dir).marker is not None
 
@@ -260,3 +272,79 @@ def test_status_counts_the_leaders_of_every_machine(
     assert "2 leader(s) running" in capsys.readouterr().out
     assert _cli.main(["status", "--dir", str(exit_dir)]) == 0  # without it, this machine's only
     assert "running" not in capsys.readouterr().out.replace("keep running", "")
+
+
+def test_another_followers_lock_test_is_never_taken_for_a_leader(
+    exit_dir: Path, live: Path, backend: str, spawn: type[Child]
+) -> None:
+    """An SMB client tests a lock by taking an exclusive one for an instant; a leader's is always shared.
+    Held here for a while, then gone: a follower that took it for a leader would report it vanished."""
+    tester = _remote_leader(spawn, live, exclusive=True)
+    with _token(exit_dir, live, backend) as token:
+        assert not token.wait(QUIET_PERIOD)
+        tester.signal(signal.SIGKILL)
+        assert tester.wait() == -signal.SIGKILL
+        assert not token.wait(QUIET_PERIOD * 3)
+
+
+@pytest.mark.parametrize("names", [None, ("exitFile",)])
+def test_a_leaders_file_replaced_while_no_leader_runs_is_the_one_tested(
+    exit_dir: Path, live: Path, spawn: type[Child], names: tuple[str, ...] | None
+) -> None:
+    live.mkdir()
+    (live / "exitFile").write_text("")  # left by an earlier run
+    with _token(exit_dir, live, "poll", names=names) as token:
+        assert not token.wait(QUIET_PERIOD)  # looked at the old file
+        (live / "exitFile").unlink()
+        leader = _remote_leader(spawn, live)  # a new file, held
+        assert not token.wait(QUIET_PERIOD)
+        leader.signal(signal.SIGKILL)
+        assert token.wait(GENEROUS)
+        assert token.marker is not None
+        assert token.marker.kind == KIND_VANISHED
+
+
+def test_a_running_leaders_file_unlinked_is_not_its_death(
+    exit_dir: Path, live: Path, spawn: type[Child]
+) -> None:
+    _remote_leader(spawn, live)
+    with _token(exit_dir, live, "poll") as token:
+        assert not token.wait(QUIET_PERIOD)
+        (live / "exitFile").unlink()  # the lock is on the open file, which is still held
+        assert not token.wait(QUIET_PERIOD * 3)
+
+
+def test_what_cannot_be_tested_in_the_directory_is_said_and_does_not_blind_the_follower(
+    exit_dir: Path, live: Path, spawn: type[Child], caplog: pytest.LogCaptureFixture
+) -> None:
+    leader = _remote_leader(spawn, live, "db")
+    (live / "junk").symlink_to("/etc/hostname")
+    os.mkfifo(live / "pipe")
+    caplog.set_level(logging.WARNING, logger="exitdir")
+    with _token(exit_dir, live, "poll") as token:
+        assert not token.wait(QUIET_PERIOD)
+        leader.signal(signal.SIGKILL)
+        assert token.wait(GENEROUS)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(
+        f"cannot test the lock of {live}/junk in the liveness directory: it is a symbolic link" in m
+        for m in said
+    )
+    assert any(f"{live}/pipe in the liveness directory: it is not a regular file" in m for m in said)
+
+
+def test_closing_the_token_closes_the_files_it_kept(exit_dir: Path, live: Path, spawn: type[Child]) -> None:
+    _remote_leader(spawn, live)
+    before = len(os.listdir("/proc/self/fd"))
+    token = _token(exit_dir, live, "poll")
+    assert not token.wait(QUIET_PERIOD)  # the leader's file is kept open now
+    token.close()
+    token.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_symlink_into_the_exit_directory_is_inside_it(exit_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "sneaky").symlink_to(exit_dir)
+    with pytest.raises(exitdir.ExitDirError, match="inside the exit directory"):
+        exitdir.aware(exit_dir, liveness_dir=tmp_path / "sneaky" / "live")
+    assert os.listdir(exit_dir) == []

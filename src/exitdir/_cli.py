@@ -203,7 +203,7 @@ def _running(
 
     if not os.path.isdir(directory):
         return {}, 0
-    locks = liveness_of(directory, liveness_dir)
+    locks = liveness_of(directory, liveness_dir, once=True)
     try:
         return locks.flags(names or ()), locks.count()
     finally:

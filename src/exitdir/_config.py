@@ -81,13 +81,10 @@ def resolve_liveness_dir(given: str | os.PathLike[str] | None, exit_dir: str | N
     if "\0" in path:
         raise _error(f"liveness directory {path!r} contains a NUL byte: give a real directory path")
     path = os.path.abspath(path)
-    inside = path == exit_dir or path.startswith(exit_dir.rstrip(os.sep) + os.sep)
-    if not inside:
-        try:
-            inside = os.path.samefile(path, exit_dir)  # the same directory under another name
-        except (OSError, ValueError):
-            pass
-    if inside:
+    # Compared as given and with symlinks resolved (as far as the paths exist): a link into the exit
+    # directory is inside it too.
+    pairs = ((path, exit_dir), (os.path.realpath(path), os.path.realpath(exit_dir)))
+    if any(p == e or p.startswith(e.rstrip(os.sep) + os.sep) for p, e in pairs):
         raise _error(
             f"liveness directory {path} is inside the exit directory {exit_dir}: Go exitdir followers "
             f"would stop at its first file; give a directory beside it, such as "

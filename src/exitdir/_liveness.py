@@ -31,9 +31,10 @@ import os
 import stat
 import threading
 import time
+import weakref
 
-from ._errno import explain
-from ._linux import HAVE_OFD_LOCKS, lock_shared, lock_table, locked_by_another, sync_attributes
+from ._errno import explain, lacking, lost
+from ._linux import HAVE_OFD_LOCKS, bypass_client_caches, lock_conflict, lock_shared, lock_table
 from ._log import debug_once, warn_once
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -134,13 +135,22 @@ def hold_liveness_file(liveness_dir: str, name: str, *, restartable: bool = Fals
     path = os.path.join(liveness_dir, name)
     fd = None
     try:
-        os.makedirs(liveness_dir, exist_ok=True)
-        # O_NONBLOCK: a FIFO planted there must not hang the leader; O_NOFOLLOW: nor lead it elsewhere.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not os.path.isdir(liveness_dir):
+            try:
+                os.makedirs(liveness_dir, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                _cannot_hold(path, f"{liveness_dir} or a directory above it is not a directory")
+                return None
+        # Read-only is enough for a shared lock (a file left by another user can still be locked);
+        # O_NONBLOCK: a FIFO planted there must not hang the leader; O_NOFOLLOW: a symlink is refused.
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             _cannot_hold(path, "it is not a regular file: remove it")
             os.close(fd)
             return None
+        if st.st_uid == os.geteuid() and st.st_mode & 0o444 != 0o444:
+            os.fchmod(fd, 0o644)  # whatever the umask: followers of any user must open it to test
         deadline = time.monotonic() + _CONTENDED_FOR
         while True:
             try:
@@ -153,7 +163,8 @@ def hold_liveness_file(liveness_dir: str, name: str, *, restartable: bool = Fals
     except OSError as err:
         if fd is not None:
             os.close(fd)
-        _cannot_hold(path, explain(err))
+        why = "it is a symbolic link: remove it" if err.errno == errno.ELOOP else explain(err)
+        _cannot_hold(path, why)
         return None
 
 
@@ -165,11 +176,16 @@ def _cannot_hold(path: str, why: str) -> None:
     )
 
 
-def liveness_of(directory: str, liveness_dir: str | None) -> DirectoryLocks | FileLocks:
+def liveness_of(
+    directory: str, liveness_dir: str | None, *, once: bool = False
+) -> DirectoryLocks | FileLocks:
     """Where the followers of ``directory`` see leaders running: the locks on the directory itself (the
     leaders of this machine), or with a liveness directory their files' locks there, as the file server
-    sees them (the leaders of every machine)."""
-    return DirectoryLocks(directory) if liveness_dir is None else FileLocks(liveness_dir)
+    sees them (the leaders of every machine). ``once``: for one look (``exitdir status``), where one held
+    answer is taken as it is, since no crash is concluded from it."""
+    if liveness_dir is None:
+        return DirectoryLocks(directory)
+    return FileLocks(liveness_dir, answers_needed=1 if once else 2)
 
 
 class DirectoryLocks:
@@ -196,71 +212,105 @@ class DirectoryLocks:
 
 class FileLocks:
     """Followers' view of the leaders on every machine: their locks in the liveness directory, asked of the
-    file server. Each leader's file is kept open after its first test (one round trip per test after that);
-    a leader seen gone is tested again through a fresh open, in case its file was replaced."""
+    file server.
 
-    def __init__(self, liveness_dir: str) -> None:
+    An SMB client tests a lock by taking it and releasing it on the server, so one follower's test can meet
+    another's. A leader's lock is always shared: a conflict with an exclusive lock is such a test, and
+    makes the look inconclusive. A shared one may still be a test (SMB tries a shared lock when an
+    exclusive one is refused), so a leader not yet seen running counts only once a second answer, asked at
+    once, agrees. The file of a leader seen running is kept open (one round trip per test); any other is
+    opened for each test, so a file replaced or created meanwhile is the one tested.
+    """
+
+    def __init__(self, liveness_dir: str, *, answers_needed: int = 2) -> None:
         self._dir = liveness_dir
-        self._files: dict[str, int] = {}
-        self._running: set[str] = set()
+        self._answers_needed = answers_needed
+        self._held: dict[str, int] = {}  # name -> its file, open, while its leader is seen holding it
+        self._closed = False
         self._lock = threading.Lock()  # two threads looking at once must not open a file twice
+        _every_file_locks.add(self)
 
     def flags(self, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
         """As :meth:`DirectoryLocks.flags`."""
         with self._lock:
-            return self._flags(keys)
+            if self._closed:
+                return None
+            try:
+                return self._flags(keys)
+            except OSError as err:
+                if err.errno in _CANNOT_LOCK:
+                    warn_once(
+                        f"liveness-test:{self._dir}",
+                        f"cannot test the leaders' locks in liveness directory {self._dir}: {explain(err)}; "
+                        "a leader killed outright cannot be detected",
+                    )
+                return None  # unknowable this time: nothing is concluded from it
+
+    def count(self) -> int | None:
+        """As :meth:`DirectoryLocks.count`."""
+        flags = self.flags((None,))
+        return None if flags is None else len(self._held)
 
     def _flags(self, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
-        try:
-            named = [key for key in keys if key is not None]
-            if None in keys:
-                sync_attributes(self._dir)  # a network client's cached listing would hide a new leader
-                named += [name for name in _listing(self._dir) if name not in named]
-            found = {name: self._test(name) for name in named}
-        except OSError as err:
-            if err.errno in _CANNOT_LOCK:
-                warn_once(
-                    f"liveness-test:{self._dir}",
-                    f"cannot test the leaders' locks in liveness directory {self._dir}: {explain(err)}; a "
-                    "leader killed outright cannot be detected",
-                )
-            return None  # unknowable this time: nothing is concluded from it
+        named = [key for key in keys if key is not None]
+        if None in keys or any(name not in self._held for name in named):
+            bypass_client_caches(self._dir)  # a cached listing or "no such file" would hide a new leader
+        if None in keys:  # any leader: those listed, and those seen running even if their file was unlinked
+            named += [name for name in (*_listing(self._dir), *self._held) if name not in named]
+        found: dict[str, LockFlags] = {}
+        for name in named:
+            answer = self._test(name)
+            if answer is None:
+                return None
+            found[name] = answer
         flags: dict[str | None, LockFlags] = {key: found[key] for key in keys if key is not None}
         if None in keys:
             flags[None] = (any(r for r, _ in found.values()), any(s for _, s in found.values()))
         return flags
 
-    def count(self) -> int | None:
-        """As :meth:`DirectoryLocks.count`."""
-        with self._lock:
+    def _test(self, name: str) -> LockFlags | None:
+        """(running, restartable) for leader ``name``; None if this test was inconclusive."""
+        kept = self._held.pop(name, None)
+        if kept is not None:
             try:
-                sync_attributes(self._dir)
-                found = [self._test(name) for name in _listing(self._dir)]
+                answer = _ask(kept)
             except OSError:
-                return None
-        return sum(1 for running, _ in found if running)
-
-    def _test(self, name: str) -> LockFlags:
-        fd = self._files.get(name)
+                answer = None  # a stale handle, say: asked again below through a fresh open
+            if answer is not None and answer[0]:
+                self._held[name] = kept
+                return answer
+            os.close(kept)  # seen gone, or unclear: make sure through a fresh open (the file may be new)
+        fd = self._open(name)
         if fd is None:
-            fd = self._open(name)
-        running = fd is not None and locked_by_another(fd, 0, 1)
-        if not running and name in self._running:
-            self._forget(name)  # seen gone: make sure through a fresh open, in case the file was replaced
-            fd = self._open(name)
-            running = fd is not None and locked_by_another(fd, 0, 1)
-        if not running or fd is None:
-            self._running.discard(name)
             return False, False
-        self._running.add(name)
-        return True, locked_by_another(fd, 1, 1)
+        try:
+            answer = _ask(fd)
+            for _ in range(self._answers_needed - 1):  # a first sighting is confirmed at once
+                if answer is None or not answer[0]:
+                    break
+                answer = _ask(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if answer is not None and answer[0]:
+            self._held[name] = fd
+        else:
+            os.close(fd)
+        return answer
 
     def _open(self, name: str) -> int | None:
-        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        """Leader ``name``'s file, open for a test; None if there is none, or it is not one to test."""
+        path = os.path.join(self._dir, name)
         try:
-            fd = os.open(os.path.join(self._dir, name), flags)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError):
             return None  # no leader of that name has run yet
+        except OSError as err:
+            if lacking(err) or lost(err):
+                raise  # this look is inconclusive; the next one may do
+            why = "it is a symbolic link" if err.errno == errno.ELOOP else explain(err)
+            _cannot_test(path, why)
+            return None
         try:
             regular = stat.S_ISREG(os.fstat(fd).st_mode)
         except OSError:
@@ -268,19 +318,50 @@ class FileLocks:
             raise
         if not regular:  # not a leader's file: nobody can hold it for a leader
             os.close(fd)
+            _cannot_test(path, "it is not a regular file")
             return None
-        self._files[name] = fd
         return fd
-
-    def _forget(self, name: str) -> None:
-        fd = self._files.pop(name, None)
-        if fd is not None:
-            os.close(fd)
 
     def close(self) -> None:
         with self._lock:
-            for name in list(self._files):
-                self._forget(name)
+            self._closed = True
+            for fd in self._held.values():
+                os.close(fd)
+            self._held.clear()
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread holding it at the fork does not exist in the child
+
+
+def _ask(fd: int) -> LockFlags | None:
+    """What the locks on a leader's file say, or None when a follower's test was met (see FileLocks).
+    Byte 1 first: a restartable leader holds both, and dying between the two tests must not make it look
+    like one that is not restartable."""
+    second = lock_conflict(fd, 1, 1)
+    first = "shared" if second == "shared" else lock_conflict(fd, 0, 1)
+    if "exclusive" in (first, second):
+        return None
+    return first == "shared", second == "shared"
+
+
+def _cannot_test(path: str, why: str) -> None:
+    warn_once(
+        f"liveness-test:{path}",
+        f"cannot test the lock of {path} in the liveness directory: {why}; if a leader of that name is "
+        "killed outright, it cannot be detected: remove it, or make it readable by this user",
+    )
+
+
+_every_file_locks: weakref.WeakSet[FileLocks] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for locks in list(_every_file_locks):
+        locks._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _listing(directory: str) -> list[str]:

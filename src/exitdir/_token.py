@@ -28,7 +28,7 @@ from ._config import (
 )
 from ._errno import errno_text, explain, lacking, lost
 from ._errors import ExitDirError
-from ._linux import boot_id, shared_filesystem
+from ._linux import boot_id, bypass_client_caches, shared_filesystem
 from ._liveness import liveness_of
 from ._log import warn_once
 from ._marker import Marker, list_markers, read_marker
@@ -191,7 +191,10 @@ class ExitToken:
                 vanished = self._rules.observe_locks(flags)
             if vanished is not None:
                 # Unless its marker came between our listing and the lock read: a leader writes the marker
-                # before it releases the lock, so a second look finds it (failure-modes.md).
+                # before it releases the lock, so a second look finds it (failure-modes.md), one that asks
+                # the server on a shared filesystem, whose client may answer from the listing it cached.
+                if not self._rules.vantage.local:
+                    bypass_client_caches(directory)
                 if self._consider(directory, None):
                     return
                 with self._lock:

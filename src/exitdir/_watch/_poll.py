@@ -12,7 +12,7 @@ import time
 import weakref
 
 from .._clock import wait_seconds
-from .._linux import sync_attributes
+from .._linux import bypass_client_caches
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -39,30 +39,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _bypass_client_caches(directory: str) -> None:
-    """Before a listing on a network filesystem, make the client ask the server, whatever it has cached.
-
-    Without this a marker can be seen tens of seconds late: on an NFS mount with ``nocto`` the directory's
-    cached attributes (so its cached listing) are trusted until they expire (~29 s measured), and a
-    directory created after the follower started hides behind the cached "no such entry" of its name
-    (16.5 s median, 29 s at worst). One forced attribute fetch (a GETATTR) per scan answers the first;
-    while the directory is missing, opening its nearest existing ancestor answers the second (measured
-    under 0.2 s): the client revalidates the ancestor, and a changed one drops its cached absences.
-    """
-    path = directory
-    while not os.path.isdir(path):  # answered from the cache, as the listing would be
-        parent = os.path.dirname(path)
-        if parent == path:
-            return
-        path = parent
-    if path != directory:
-        try:
-            os.close(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-        except OSError:
-            pass  # the listing that follows says what is wrong
-    sync_attributes(path)  # on a nocto mount, opening revalidates nothing: ask the server directly
 
 
 class PollWatch:
@@ -99,7 +75,7 @@ class PollWatch:
             self._next_scan = time.monotonic() + self._interval
             relist = not self._list_when_changed or self._changed()
             if not self._list_when_changed:
-                _bypass_client_caches(self._directory)
+                bypass_client_caches(self._directory)
         # [] : no new entries, but the leaders' locks are still worth a look.
         self._on_change(None if relist else [])
 
