@@ -412,19 +412,11 @@ exec {sys.executable} {AGENT} {ctl}
         self.mounts = {"nfs": self.base / "mnt" / "nfs", "smb": self.base / "mnt" / "smb"}
         for path in self.mounts.values():
             path.mkdir(parents=True, exist_ok=True)
-        commands = {
-            "nfs": ["mount", "-t", "nfs4", "-o", "vers=4.2", f"{SERVER}:/export", str(self.mounts["nfs"])],
-            "smb": [
-                "mount",
-                "-t",
-                "cifs",
-                f"//{SERVER}/exit",
-                str(self.mounts["smb"]),
-                "-o",
-                f"username=root,password={self._password},vers=3.1.1",
-            ],
-        }
-        jobs = [(node, path, node.spawn(commands[fs])) for node in nodes for fs, path in self.mounts.items()]
+        jobs = [
+            (node, path, node.spawn(self._mount_command(fs, path)))
+            for node in nodes
+            for fs, path in self.mounts.items()
+        ]
         failed = []
         for node, path, job in jobs:
             if job.wait(STEP) == 0:
@@ -433,6 +425,35 @@ exec {sys.executable} {AGENT} {ctl}
                 failed.append(job.describe())
         if failed:
             raise RigError("\n".join(failed))
+
+    def _mount_command(self, fs: str, path: Path, options: str = "") -> list[str]:
+        if fs == "nfs":
+            return ["mount", "-t", "nfs4", "-o", f"vers=4.2{options}", f"{SERVER}:/export", str(path)]
+        return [
+            "mount",
+            "-t",
+            "cifs",
+            f"//{SERVER}/exit",
+            str(path),
+            "-o",
+            f"username=root,password={self._password},vers=3.1.1{options}",
+        ]
+
+    def mount_again(self, name: str, fs: str, options: str) -> Path:
+        """Mounts share ``fs`` once more on node ``name``, with ``options`` added (for NFS, add
+        ``nosharecache``: a second mount of one export shares the first one's options otherwise); where."""
+        node = self.nodes[name]
+        path = self.base / "mnt" / f"{fs}-{options.replace(',', '-').replace('=', '')}-{node.jobs}"
+        path.mkdir(parents=True)
+        node.run(self._mount_command(fs, path, "," + options))
+        node.mounted.append(path)
+        return path
+
+    def unmount(self, name: str, path: Path) -> None:
+        """Undoes `mount_again`."""
+        node = self.nodes[name]
+        node.run(["umount", str(path)])
+        node.mounted.remove(path)
 
     def stop(self) -> None:
         """Tears down whatever `start()` set up, even half-way: unmounts, halts the nodes, kills the servers

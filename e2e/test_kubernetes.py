@@ -6,13 +6,19 @@ what `kubectl get job` would report: every container's exit status, and that the
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from _podman import Play, PlayedPod, Podman
+from conftest import MANIFESTS
+
+from _podman import Play, PlayedPod, Podman, pod_from_job
 
 WORK_SECONDS = 5
 GENEROUS = 60  # a pod's whole life, on a slow, shared machine
@@ -98,3 +104,74 @@ def test_pods_run_with_the_manifests_security_context(play: Play) -> None:
         assert "no-new-privileges" in state["HostConfig"]["SecurityOpt"]
         assert state["Config"]["User"].split(":")[0] == "65532"
     _ended(pod, work=0, busy=0)
+
+
+def _as_the_kubelet_sets(env: list[dict[str, Any]], given: dict[str, str]) -> list[dict[str, Any]]:
+    """A container's environment with what the Job controller and the kubelet provide and podman 4.3 does
+    not: ``given`` (the completion index, and the downward API's value for the Job's uid label), and each
+    ``$(NAME)`` in a value replaced by an earlier variable's value, as the kubelet expands them."""
+    values = dict(given)
+    done = [{"name": "JOB_COMPLETION_INDEX", "value": given["JOB_COMPLETION_INDEX"]}]
+    for entry in env:
+        value = values.get(entry["name"]) or re.sub(
+            r"\$\((\w+)\)", lambda match: values.get(match.group(1), match.group(0)), entry.get("value", "")
+        )
+        values[entry["name"]] = value
+        done.append({"name": entry["name"], "value": value})
+    return done
+
+
+def test_indexed_job_pod_0_leads_and_the_other_pods_follow_through_a_shared_claim(
+    podman: Podman, image: str, tmp_path: Path
+) -> None:
+    """deploy/kubernetes/indexed-job-rwx.yaml, as the Job controller would run it: three pods with their
+    JOB_COMPLETION_INDEX and the Job's uid label, sharing the claim's volume. Stand-ins: the pods run on one
+    machine, so the claim is a podman volume rather than NFS (the two-kernel rig in test_multinode.py runs
+    the same commands across real NFS and SMB); and this test plays the Job controller. The workers start
+    first, before their exit directory exists, as pods scheduled in any order do."""
+    docs = [doc for doc in yaml.safe_load_all((MANIFESTS / "indexed-job-rwx.yaml").read_text()) if doc]
+    (job,) = [doc for doc in docs if doc["kind"] == "Job"]
+    suffix = uuid.uuid4().hex[:8]
+    claim = f"exitdir-shared-{suffix}"
+    pods: list[PlayedPod] = []
+    try:
+        for index in (1, 2, 0):
+            edited = copy.deepcopy(job)
+            spec = edited["spec"]["template"]["spec"]
+            spec["volumes"][0]["persistentVolumeClaim"]["claimName"] = claim
+            for container in spec["containers"]:
+                container["env"] = _as_the_kubelet_sets(
+                    container["env"], {"JOB_COMPLETION_INDEX": str(index), "JOB_UID": suffix}
+                )
+            manifest = pod_from_job(edited, f"{suffix}-{index}")
+            manifest["metadata"]["labels"] = {"batch.kubernetes.io/controller-uid": suffix}
+            path = tmp_path / f"{manifest['metadata']['name']}.yaml"
+            path.write_text(yaml.safe_dump(manifest))
+            pods.append(PlayedPod(podman, path, manifest["metadata"]["name"], ["node"]))
+            podman("kube", "play", "--network", "none", str(path))
+        codes = [pod.wait("node", timeout=GENEROUS) for pod in pods]
+        worker_1, worker_2, launcher = pods
+        assert codes == [0, 0, 0], "\n".join(pod.describe() for pod in pods)
+        assert launcher.texts("node") == ["[launcher] working", "[launcher] done"]
+        for worker in (worker_1, worker_2):
+            said = "\n".join(worker.texts("node"))
+            assert "stopping python3" in said, worker.describe()
+        runs = podman(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            f"{claim}:/shared",
+            f"localhost/{image}",
+            "status",
+            "--dir",
+            f"/shared/runs/{suffix}/exit",
+            "--json",
+        )
+        (marker,) = json.loads(runs)["markers"]  # in this run's own directory
+        assert marker["code"] == 0
+    finally:
+        for pod in pods:
+            pod.down()
+        podman("volume", "rm", "-f", claim, check=False)

@@ -17,7 +17,7 @@ import pytest
 
 from exitdir._marker import VANISHED_REASON
 
-from _rig import FIGURES, SERVER, Job, Rig, RigError
+from _rig import FIGURES, Job, Rig, RigError
 
 EXITDIR = [sys.executable, "-m", "exitdir"]  # the checkout's venv: the nodes' root is the host's `/`
 GENEROUS = 20.0  # a follower's wake-up, or a command's run, on a slow machine running two more kernels
@@ -341,25 +341,25 @@ def test_a_halted_node_a_ends_followers_on_b_once_the_servers_give_up_on_it(rig:
 # --- mount options that cache ------------------------------------------------------------------------
 
 
-def test_a_nocto_mount_on_b_sees_markers_and_late_directories_from_a(rig: Rig) -> None:
-    """`nocto` skips the revalidation on open that a listing relies on: ~29 s before the statx fix. The
-    latencies are recorded in the session's figures, bounded only by GENEROUS."""
-    nocto = rig.base / "mnt" / f"nfs-nocto-{next(_names)}"
-    nocto.mkdir()
-    _checked(
-        lambda: rig.b.run(
-            ["mount", "-t", "nfs4", "-o", "vers=4.2,nocto,nosharecache", f"{SERVER}:/export", str(nocto)]
-        )
-    )
+@pytest.mark.parametrize(
+    ("fs", "options"),
+    [("nfs", "nocto,nosharecache"), ("nfs", "lookupcache=none,nosharecache"), ("smb", "actimeo=0")],
+)
+def test_mounts_on_b_with_other_caching_see_markers_and_late_directories_from_a(
+    rig: Rig, fs: str, options: str
+) -> None:
+    """`nocto` skips the revalidation on open that a listing relies on (~29 s before the statx fix);
+    `lookupcache=none` and SMB's `actimeo=0` turn the client's caches off, to compare. The latencies are
+    recorded in the session's figures, bounded only by GENEROUS."""
+    mount = rig.mount_again("b", fs, options)  # a RigError fails the test with the command and its output
     try:
-        exit_dir = _fresh_dir(rig, "nfs")
-        on_b = str(nocto / Path(exit_dir).name)
-        called, _ = _exit_then_aware_wait(rig, exit_dir, 2, on_b=on_b)
-        late = str(rig.mounts["nfs"] / f"late-{next(_names)}")
-        late_called, _ = _exit_then_aware_wait(rig, late, 3, mkdir=True, on_b=str(nocto / Path(late).name))
+        exit_dir = _fresh_dir(rig, fs)
+        called, _ = _exit_then_aware_wait(rig, exit_dir, 2, on_b=str(mount / Path(exit_dir).name))
+        late = str(rig.mounts[fs] / f"late-{next(_names)}")
+        late_called, _ = _exit_then_aware_wait(rig, late, 3, mkdir=True, on_b=str(mount / Path(late).name))
     finally:
-        _checked(lambda: rig.b.run(["umount", str(nocto)]))
+        rig.unmount("b", mount)
     FIGURES.append(
-        f"nocto NFS mount on b: marker seen {called * 1000:.0f} ms after exit() was called on a; a directory"
-        f" made after b started watching: {late_called * 1000:.0f} ms"
+        f"{fs} mount on b with {options}: marker seen {called * 1000:.0f} ms after exit() was called on a;"
+        f" a directory made after b started watching: {late_called * 1000:.0f} ms"
     )
