@@ -128,21 +128,7 @@ def test_exitdir_exit_on_a_ends_exitdir_wait_on_b_with_the_markers_code(rig: Rig
 
 def test_exitdir_lead_on_a_ends_exitdir_follow_on_b_with_the_leaders_status(rig: Rig, fs: str) -> None:
     exit_dir = _fresh_dir(rig, fs)
-    follower = rig.b.spawn(
-        [
-            *EXITDIR,
-            "follow",
-            "--exit-code",
-            "leader",
-            "--dir",
-            exit_dir,
-            "--",
-            "sh",
-            "-c",
-            "echo ready; exec sleep 600",
-        ]
-    )
-    _ready(follower)  # the wrapper watches before it starts its helper
+    follower = _follower_on_b(rig, exit_dir, None)  # before the leader
     leader = rig.a.spawn([*EXITDIR, "lead", "--dir", exit_dir, "--", "sh", "-c", "exit 3"])
     assert _status(leader) == 3, leader.describe()
     assert _status(follower) == 3, follower.describe()
@@ -233,8 +219,8 @@ def _leader_on_a(rig: Rig, exit_dir: str, live: str | None) -> Job:
 
 
 def _follower_on_b(rig: Rig, exit_dir: str, live: str | None, *options: str) -> Job:
-    """`exitdir follow` on b, started after the leader: its first look, made before its helper starts, has
-    seen the leader running (if it can see it at all)."""
+    """`exitdir follow --exit-code leader` on b, once its helper runs: the wrapper has looked once by then,
+    so when it is started after a leader, it has seen that leader running (if it can see it at all)."""
     follower = rig.b.spawn(
         [
             *EXITDIR,

@@ -105,15 +105,19 @@ def test_without_the_liveness_directory_such_a_leader_is_not_seen(
         assert not token.wait(QUIET_PERIOD * 3)
 
 
+def _its_death_is_not_the_end(exit_dir: Path, live: Path, backend: str, holder: Child) -> None:
+    """A follower that has looked while ``holder`` held its lock keeps waiting after it is SIGKILLed."""
+    with _token(exit_dir, live, backend) as token:
+        assert not token.wait(QUIET_PERIOD)
+        holder.signal(signal.SIGKILL)
+        assert holder.wait() == -signal.SIGKILL
+        assert not token.wait(QUIET_PERIOD * 3)
+
+
 def test_a_restartable_leader_that_dies_is_not_the_end(
     exit_dir: Path, live: Path, backend: str, spawn: type[Child]
 ) -> None:
-    leader = _remote_leader(spawn, live, restartable=True)
-    with _token(exit_dir, live, backend) as token:
-        assert not token.wait(QUIET_PERIOD)
-        leader.signal(signal.SIGKILL)
-        assert leader.wait() == -signal.SIGKILL
-        assert not token.wait(QUIET_PERIOD * 3)
+    _its_death_is_not_the_end(exit_dir, live, backend, _remote_leader(spawn, live, restartable=True))
 
 
 @pytest.mark.parametrize("signal_on", ["always", "success"])
@@ -279,12 +283,7 @@ def test_another_followers_lock_test_is_never_taken_for_a_leader(
 ) -> None:
     """An SMB client tests a lock by taking an exclusive one for an instant; a leader's is always shared.
     Held here for a while, then gone: a follower that took it for a leader would report it vanished."""
-    tester = _remote_leader(spawn, live, exclusive=True)
-    with _token(exit_dir, live, backend) as token:
-        assert not token.wait(QUIET_PERIOD)
-        tester.signal(signal.SIGKILL)
-        assert tester.wait() == -signal.SIGKILL
-        assert not token.wait(QUIET_PERIOD * 3)
+    _its_death_is_not_the_end(exit_dir, live, backend, _remote_leader(spawn, live, exclusive=True))
 
 
 @pytest.mark.parametrize("names", [None, ("exitFile",)])
