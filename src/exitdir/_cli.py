@@ -20,6 +20,7 @@ from ._config import (
     validate_seconds,
     validate_signal,
     validate_signal_on,
+    validate_url,
 )
 from ._errors import ExitDirError
 from ._signals import hold, release
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from ._leader import Leadership
     from ._marker import Marker
+    from ._stops import Stopped
     from ._supervise import ChildExit
 
 EXIT_OK = 0
@@ -159,6 +161,7 @@ _seconds = _checked(lambda text: validate_seconds(text, "duration"), "seconds")
 _signal = _checked(validate_signal, "signal")
 _signal_on = _checked(validate_signal_on, "signal_on")
 _name = _checked(validate_name, "name")
+_url = _checked(validate_url, "URL")
 
 
 def _cmd_exit(args: argparse.Namespace) -> int:
@@ -327,6 +330,7 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     from ._supervise import NOT_STARTED, signal_relay, supervise
 
     command = _command(args)
+    stops = _stop_actions(args)
     if not args.kill_descendants and (args.signal is not None or args.grace is not None):
         raise _UsageError("--signal and --grace say how to stop what CMD leaves: add --kill-descendants")
     reap_all, kill_descendants = _reaping(args)  # first: it may load ctypes, which takes a descriptor
@@ -377,6 +381,7 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     except ExitDirError as err:
         _error(str(err))
         return ended.code or EXIT_ERROR  # never report success when the followers were not told
+    _after_stops(stops, ended.code, args)  # the program's status stands: the marker carries it
     return ended.code
 
 
@@ -399,6 +404,14 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     from ._supervise import EXITED, FAILED, MARKER, NOT_STARTED, signal_relay, supervise
     from ._token import aware
 
+    stops = _stop_actions(args)
+    if not [arg for arg in args.command if arg != "--"]:
+        if not stops:
+            raise _UsageError(
+                "nothing to follow: give -- CMD to run a helper, or what to stop when the marker appears "
+                "(--post URL, --quit NAME)"
+            )
+        return _follow_stop_only(args, stops)
     command = _command(args)
     reap_all, kill_descendants = _reaping(args)
     # The relay's descriptors first: under a low `ulimit -n` the watch then sees what is really left, and
@@ -440,8 +453,59 @@ def _cmd_follow(args: argparse.Namespace) -> int:
             _error(outcome.child.reason)
         return outcome.child.code  # the helper ended on its own, or could not start: its status
     if outcome.why == MARKER:
-        return _follow_status(args.exit_code, token.marker, outcome.child)
-    return EXIT_TIMEOUT
+        return _after_stops(stops, _follow_status(args.exit_code, token.marker, outcome.child), args)
+    return _after_stops(stops, EXIT_TIMEOUT, args)
+
+
+def _stop_actions(args: argparse.Namespace) -> list[Callable[[], Stopped]]:
+    """What ``--post`` and ``--quit`` ask to stop, each URL once, in the order given."""
+    from functools import partial
+
+    from ._stops import QUIT_PRESETS, post
+
+    urls = [QUIT_PRESETS[name] for name in args.quit or ()] + list(args.post or ())
+    return [partial(post, url) for url in dict.fromkeys(urls)]
+
+
+def _after_stops(stops: list[Callable[[], Stopped]], status: int, args: argparse.Namespace) -> int:
+    """Run the stop actions; ``status``, or 1 in its place when one failed and it was 0."""
+    failed = False
+    for stop in stops:
+        result = stop()
+        if result.done:
+            _say(args, result.describe())
+        else:
+            _error(f"could not stop {result.describe()}")
+            failed = True
+    return EXIT_ERROR if failed and status == EXIT_OK else status
+
+
+def _follow_stop_only(args: argparse.Namespace, stops: list[Callable[[], Stopped]]) -> int:
+    """``exitdir follow`` with no command: wait for the marker, then stop the targets. Nothing of ours runs
+    meanwhile, so a SIGTERM (the pod deleted) ends it at once, as it ends ``exitdir wait``."""
+    from ._token import aware
+
+    if args.exit_code == "child":
+        raise _UsageError("--exit-code child needs a helper to report on: run one with -- CMD")
+    if resolve_directory(args.dir) is None:
+        raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
+    _stop_on_sigterm()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    with aware(
+        args.dir,
+        names=args.leader,
+        require=args.require,
+        require_dir=args.require_dir,
+        liveness_dir=args.liveness_dir,
+    ) as token:
+        if not token.wait(args.timeout):
+            _say(
+                args,
+                f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}: stopping",
+            )
+            return _after_stops(stops, EXIT_TIMEOUT, args)
+        marker = token.marker
+    return _after_stops(stops, _follow_status(args.exit_code, marker, None), args)
 
 
 def _follow_status(policy: str, marker: Marker | None, stopped: ChildExit | None) -> int:
@@ -468,6 +532,25 @@ def _require_dir(sub: argparse.ArgumentParser) -> None:
         const=True,
         default=None,  # None: $EXITDIR_REQUIRE_DIR decides
         help="a missing exit directory is an error, not a silent no-op (also EXITDIR_REQUIRE_DIR=1)",
+    )
+
+
+def _stop_targets(sub: argparse.ArgumentParser) -> None:
+    from ._stops import QUIT_PRESETS
+
+    sub.add_argument(
+        "--post",
+        action="append",
+        type=_url,
+        metavar="URL",
+        help="once the marker is there, POST to this shutdown endpoint (repeatable; connection refused "
+        "counts as absent, so done)",
+    )
+    sub.add_argument(
+        "--quit",
+        action="append",
+        choices=tuple(QUIT_PRESETS),
+        help="the same for a known sidecar's documented endpoint (repeatable)",
     )
 
 
@@ -572,6 +655,7 @@ def _configure_lead(sub: argparse.ArgumentParser) -> None:
         help="with --kill-descendants: seconds between that signal and SIGKILL (default 10); the marker "
         "is written once they are gone",
     )
+    _stop_targets(sub)
     _liveness(sub)
     _supervised(sub)
     sub.set_defaults(run=_cmd_lead)
@@ -595,6 +679,7 @@ def _configure_follow(sub: argparse.ArgumentParser) -> None:
         "--timeout", type=_seconds, help="stop the helper anyway after SECONDS (exit status 124)"
     )
     _leaders(sub)
+    _stop_targets(sub)
     _liveness(sub)
     _supervised(sub)
     sub.set_defaults(run=_cmd_follow)

@@ -93,6 +93,27 @@ def resolve_liveness_dir(given: str | os.PathLike[str] | None, exit_dir: str | N
     return path
 
 
+def validate_url(url: str) -> str:
+    """``url`` if it is an http:// or https:// URL with a host: where a stop action may POST.
+
+    >>> validate_url("http://127.0.0.1:15020/quitquitquit")
+    'http://127.0.0.1:15020/quitquitquit'
+    """
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _error(
+            f"{url!r} is not an http:// or https:// URL with a host: give one such as "
+            "http://127.0.0.1:15020/quitquitquit"
+        )
+    return url
+
+
 def validate_require_dir(require_dir: object) -> bool | None:
     """``require_dir`` if it is True, False or None (None: ``$EXITDIR_REQUIRE_DIR`` decides)."""
     if require_dir is None or isinstance(require_dir, bool):

@@ -1,0 +1,124 @@
+"""Stopping what a follower did not start: a sidecar told through its own HTTP shutdown endpoint.
+
+Injected proxies (Istio, Linkerd) and distroless sidecars (Cloud SQL Proxy) cannot be wrapped by
+``exitdir follow -- CMD``, but each documents an endpoint that makes it exit. A stop-only follower posts
+to it once the marker appears. "Connection refused" means nothing listens there, which is what a pod
+without the mesh looks like: that target is absent, and absent counts as done, so one manifest works with
+and without the mesh. Any other failure is retried a few times, then reported with the URL and what went
+wrong. An answer (2xx) says the target accepted; whether and when its process ends is its own business.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# The documented shutdown endpoints, on the pod's loopback (docs/sidecars.md cites each source):
+# - istio: pilot-agent's status port (15020) has POST /quitquitquit since Istio 1.3; it stops Envoy and
+#   itself. Scuttle's ISTIO_QUIT_API is this URL.
+# - envoy: Envoy's admin interface, POST /quitquitquit ("cleanly exit the server"); Istio runs it on 15000.
+# - linkerd: linkerd2-proxy's admin server, POST :4191/shutdown (linkerd2-proxy#811). Off by default since
+#   2024: enable it with the pod annotation config.linkerd.io/proxy-admin-shutdown: enabled (else: 404).
+# - cloud-sql-proxy: v2's admin server (--admin-port, 9091), POST /quitquitquit when started with
+#   --quitquitquit.
+QUIT_PRESETS = {
+    "istio": "http://127.0.0.1:15020/quitquitquit",
+    "envoy": "http://127.0.0.1:15000/quitquitquit",
+    "linkerd": "http://127.0.0.1:4191/shutdown",
+    "cloud-sql-proxy": "http://127.0.0.1:9091/quitquitquit",
+}
+_HINTS = {
+    "http://127.0.0.1:4191/shutdown": "Linkerd's shutdown endpoint is off by default: annotate the pod with "
+    "config.linkerd.io/proxy-admin-shutdown: enabled",
+    "http://127.0.0.1:9091/quitquitquit": "start cloud-sql-proxy with --quitquitquit",
+}
+POST_TIMEOUT = 2.0  # per attempt: a local admin endpoint answers in milliseconds
+POST_ATTEMPTS = 3
+_RETRY_AFTER = 0.2  # doubled after each failed attempt
+_MAX_ANSWER = 64 * 1024  # what is read of an answer: it is only shown
+
+STOPPED = "stopped"
+KILLED = "killed"
+ABSENT = "absent"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What became of one stop action: ``outcome`` is ``"stopped"``, ``"killed"`` (a process that had to be
+    SIGKILLed), ``"absent"`` (nothing there to stop) or ``"failed"``; ``detail`` says how, in words.
+
+    >>> Stopped("http://127.0.0.1:4191/shutdown", ABSENT, "connection refused").describe()
+    'http://127.0.0.1:4191/shutdown: absent (connection refused)'
+    """
+
+    target: str
+    outcome: str
+    detail: str
+
+    @property
+    def done(self) -> bool:
+        """Whether nothing is left to do about the target: stopped, killed or absent."""
+        return self.outcome != FAILED
+
+    def describe(self) -> str:
+        return f"{self.target}: {self.outcome} ({self.detail})"
+
+
+def post(
+    url: str,
+    *,
+    timeout: float = POST_TIMEOUT,
+    attempts: int = POST_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Stopped:
+    """POST an empty body to ``url``, a shutdown endpoint; what came of it (never raises for the network).
+
+    >>> post("http://127.0.0.1:9/quitquitquit").outcome  # the discard port: nothing listens there
+    'absent'
+    """
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    connection_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    problem = ""
+    for attempt in range(attempts):
+        if attempt:
+            sleep(_RETRY_AFTER * 2 ** (attempt - 1))
+        connection = connection_type(parts.hostname or "", parts.port, timeout=timeout)
+        try:
+            connection.request("POST", path, body=b"", headers={"User-Agent": "exitdir"})
+            answer = connection.getresponse()
+            answer.read(_MAX_ANSWER)
+        except ConnectionRefusedError:
+            return Stopped(url, ABSENT, "connection refused: nothing listens there")
+        except http.client.RemoteDisconnected:
+            # The request went out and the target hung up without a word: it is going away (some servers
+            # exit before answering their quit request).
+            return Stopped(url, STOPPED, "the connection was closed without an answer")
+        except (OSError, http.client.HTTPException) as err:
+            problem = _network_problem(err, timeout)
+            continue
+        finally:
+            connection.close()
+        if 200 <= answer.status < 300:
+            return Stopped(url, STOPPED, f"HTTP {answer.status} {answer.reason}".rstrip())
+        problem = f"HTTP {answer.status} {answer.reason}".rstrip()
+        if answer.status < 500:  # the request itself is refused: asking again changes nothing
+            break
+    hint = _HINTS.get(url)
+    return Stopped(url, FAILED, f"{problem}; {hint}" if hint and "404" in problem else problem)
+
+
+def _network_problem(err: BaseException, timeout: float) -> str:
+    if isinstance(err, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    text = str(err) or type(err).__name__
+    return f"{type(err).__name__}: {text}" if type(err).__name__ not in text else text
