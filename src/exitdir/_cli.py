@@ -16,6 +16,7 @@ from ._config import (
     SIGNAL_ON,
     resolve_directory,
     validate_code,
+    validate_host_port,
     validate_name,
     validate_seconds,
     validate_signal,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
     from ._leader import Leadership
     from ._marker import Marker
+    from ._ready import Dependency
     from ._stops import Stopped
     from ._supervise import ChildExit
 
@@ -162,6 +164,7 @@ _signal = _checked(validate_signal, "signal")
 _signal_on = _checked(validate_signal_on, "signal_on")
 _name = _checked(validate_name, "name")
 _url = _checked(validate_url, "URL")
+_host_port = _checked(validate_host_port, "HOST:PORT")
 
 
 def _cmd_exit(args: argparse.Namespace) -> int:
@@ -331,6 +334,8 @@ def _cmd_lead(args: argparse.Namespace) -> int:
 
     command = _command(args)
     stops = _stop_actions(args)
+    if args.wait_timeout is not None and not _dependencies(args):
+        raise _UsageError("--wait-timeout bounds a wait: say what to wait for (--wait-http, --wait-tcp...)")
     if not args.kill_descendants and (args.signal is not None or args.grace is not None):
         raise _UsageError("--signal and --grace say how to stop what CMD leaves: add --kill-descendants")
     reap_all, kill_descendants = _reaping(args)  # first: it may load ctypes, which takes a descriptor
@@ -351,12 +356,15 @@ def _cmd_lead(args: argparse.Namespace) -> int:
         if run.directory is None:
             raise  # strict mode and no directory: no marker to write either
         return _not_started(run, command[0], err)
+    if run.directory is None:
+        _say_no_directory(args, "followers will not be told")
+    not_ready = _wait_for_dependencies(args, run, command[0])
+    if not_ready is not None:
+        return not_ready
     try:
         relay = signal_relay()
     except ExitDirError as err:
         return _not_started(run, command[0], err)
-    if run.directory is None:
-        _say_no_directory(args, "followers will not be told")
     try:
         outcome = supervise(
             command,
@@ -383,6 +391,55 @@ def _cmd_lead(args: argparse.Namespace) -> int:
         return ended.code or EXIT_ERROR  # never report success when the followers were not told
     _after_stops(stops, ended.code, args)  # the program's status stands: the marker carries it
     return ended.code
+
+
+def _dependencies(args: argparse.Namespace) -> list[Dependency]:
+    from ._ready import READY_PRESETS, Dependency
+
+    wanted = [("http", READY_PRESETS[name]) for name in args.wait_ready or ()]
+    wanted += [("http", url) for url in args.wait_http or ()]
+    wanted += [("tcp", target) for target in args.wait_tcp or ()]
+    wanted += [("file", path) for path in args.wait_file or ()]
+    return [Dependency(kind, target) for kind, target in dict.fromkeys(wanted)]
+
+
+def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: str) -> int | None:
+    """Wait until every ``--wait-*`` dependency is ready; None then. Otherwise (``--wait-timeout`` ran out,
+    or a terminating signal came) the program is not started: say why, write the marker saying it, and
+    return the status to exit with."""
+    from ._ready import wait_ready
+    from ._signals import signal_name
+
+    dependencies = _dependencies(args)
+    if not dependencies:
+        return None
+    _say(args, f"waiting for {', '.join(d.target for d in dependencies)} before starting {command}")
+    ending = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+    stopped_by: list[int] = []
+
+    def pause(seconds: float) -> bool:
+        """Sleep, unless a terminating signal (held since main) comes: the pod may be being deleted."""
+        got = signal.sigtimedwait(ending, seconds)
+        if got is not None:
+            stopped_by.append(got.si_signo)
+        return got is None
+
+    missing = wait_ready(dependencies, args.wait_timeout, pause)
+    if not missing:
+        return None
+    what = "; ".join(f"{dependency.target}: {why}" for dependency, why in missing.items())
+    if stopped_by:
+        code = 128 + stopped_by[0]
+        reason = f"{command} not started: {signal_name(stopped_by[0])} while waiting for {what}"
+    else:
+        code = EXIT_ERROR
+        reason = f"{command} not started: not ready within {args.wait_timeout:g} s: {what}"
+    _error(reason)
+    try:
+        run.finish(code, reason)
+    except ExitDirError as err:
+        _error(str(err))
+    return code
 
 
 def _not_started(run: Leadership, command: str, lacking: ExitDirError) -> int:
@@ -535,6 +592,30 @@ def _require_dir(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _readiness(sub: argparse.ArgumentParser) -> None:
+    from ._ready import READY_PRESETS
+
+    sub.add_argument(
+        "--wait-http", action="append", type=_url, metavar="URL", help="start CMD once URL answers 2xx to GET"
+    )
+    sub.add_argument(
+        "--wait-tcp", action="append", type=_host_port, metavar="HOST:PORT", help="... once it accepts"
+    )
+    sub.add_argument("--wait-file", action="append", metavar="PATH", help="... once PATH exists")
+    sub.add_argument(
+        "--wait-ready",
+        action="append",
+        choices=tuple(READY_PRESETS),
+        help="... once that sidecar's documented readiness endpoint answers (repeatable, as each --wait-*)",
+    )
+    sub.add_argument(
+        "--wait-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up waiting after SECONDS: CMD is not started, the marker says why, status 1",
+    )
+
+
 def _stop_targets(sub: argparse.ArgumentParser) -> None:
     from ._stops import QUIT_PRESETS
 
@@ -655,6 +736,7 @@ def _configure_lead(sub: argparse.ArgumentParser) -> None:
         help="with --kill-descendants: seconds between that signal and SIGKILL (default 10); the marker "
         "is written once they are gone",
     )
+    _readiness(sub)
     _stop_targets(sub)
     _liveness(sub)
     _supervised(sub)

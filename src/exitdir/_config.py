@@ -114,6 +114,18 @@ def validate_url(url: str) -> str:
     return url
 
 
+def validate_host_port(target: str) -> str:
+    """``target`` if it is ``HOST:PORT`` (``[::1]:80`` for IPv6) with a port from 1 to 65535.
+
+    >>> validate_host_port("127.0.0.1:5432")
+    '127.0.0.1:5432'
+    """
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _error(f"{target!r} is not HOST:PORT: give one such as 127.0.0.1:5432 ([::1]:5432 for IPv6)")
+    return target
+
+
 def validate_require_dir(require_dir: object) -> bool | None:
     """``require_dir`` if it is True, False or None (None: ``$EXITDIR_REQUIRE_DIR`` decides)."""
     if require_dir is None or isinstance(require_dir, bool):
