@@ -272,3 +272,38 @@ def test_wrong_arguments_are_exitdir_errors(pid: int, signum: int, grace: float)
 def test_this_process_is_never_stopped() -> None:
     result = stop(os.getpid(), signal=signal.SIGTERM, grace=1.0, name="me")
     assert result.outcome == "failed"
+
+
+NO_PIDFD = [sys.executable, str(Path(__file__).parent / "children" / "no_pidfd.py")]
+
+
+@pytest.mark.parametrize(
+    ("refused", "errno_name"), [("both", "ENOSYS"), ("open", "EPERM"), ("signal", "EPERM")]
+)
+def test_a_kernel_refusing_pidfds_falls_back_to_polling_proc(
+    orphan: Callable[..., Orphan],
+    program: Callable[[str, str], str],
+    spawn: type[Child],
+    refused: str,
+    errno_name: str,
+) -> None:
+    """A real seccomp filter refuses pidfd_open and/or pidfd_send_signal, as an older container runtime's
+    profile does (EPERM) or an old kernel (ENOSYS): the target is still stopped, through /proc, and a
+    refused pidfd signal is not taken for "another user's process"."""
+    name = "sealed-proxy"
+    shell, pid = orphan(program(name, "python"), "-c", STUBBORN)
+    shell.expect("ready")
+    code = (
+        "import os, errno\nfrom exitdir._targets import find, stop\n"
+        "try:\n    os.close(os.pidfd_open(os.getpid()))\n    print('pidfd_open works')\n"
+        "except OSError as err:\n    print('pidfd_open', errno.errorcode[err.errno])\n"
+        f"[pid] = find({name!r})\nprint(stop(pid, signal=15, grace=0.2, name={name!r}).describe())"
+    )
+    stopper = spawn([*NO_PIDFD, refused, errno_name, *python(code)], env_with(PYTHONPATH=SRC))
+    assert stopper.readline() == ("pidfd_open works" if refused == "signal" else f"pidfd_open {errno_name}")
+    assert (
+        stopper.readline()
+        == f"{name} (pid {pid}): killed: still running 0.2 s after SIGTERM; SIGKILL ended it"
+    )
+    assert stopper.wait() == 0
+    assert not alive(pid)
