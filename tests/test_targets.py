@@ -8,12 +8,14 @@ used where pidfds are not available (forced with ``pidfd=False``).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -307,3 +309,45 @@ def test_a_kernel_refusing_pidfds_falls_back_to_polling_proc(
     )
     assert stopper.wait() == 0
     assert not alive(pid)
+
+
+@PIDFD
+def test_a_target_stuck_in_the_kernel_is_given_up_on_after_a_bounded_wait(
+    orphan: Callable[..., Orphan], program: Callable[[str, str], str], tmp_path: Path, pidfd: bool
+) -> None:
+    """A process waiting on a FUSE request its server has taken but not answered sleeps uninterruptibly
+    (state D): even SIGKILL waits, as on a dead NFS server. Here bindfs forwards a lock request to a file
+    whose lock the test holds. stop() must give up after ``kill_wait`` with a clear result."""
+    source, mount = tmp_path / "source", tmp_path / "mount"
+    source.mkdir()
+    mount.mkdir()
+    (source / "lock").touch()
+    bindfs = ["bindfs", "--multithreaded", "--enable-lock-forwarding", str(source), str(mount)]
+    subprocess.run(bindfs, check=True, timeout=GENEROUS)
+    holder = os.open(source / "lock", os.O_RDWR)
+    try:
+        fcntl.lockf(holder, fcntl.LOCK_EX)
+        stuck = (
+            "import fcntl, signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            f"f = open({str(mount / 'lock')!r}, 'r+')\nprint('ready', flush=True)\nfcntl.lockf(f, fcntl.LOCK_EX)"
+        )
+        shell, pid = orphan(program("stuck-proxy", "python"), "-c", stuck)
+        shell.expect("ready")
+        waiter = f":{os.stat(source / 'lock').st_ino} "
+        deadline = time.monotonic() + GENEROUS
+        # Polled, since nothing can say "blocked" from inside the kernel: the forwarded request waits on
+        # our lock once /proc/locks shows bindfs queued behind it.
+        while not any(
+            "->" in line and waiter in line for line in Path("/proc/locks").read_text().splitlines()
+        ):
+            assert time.monotonic() < deadline, "the target never blocked on the lock"
+            time.sleep(0.01)
+        result = stop(pid, signal=signal.SIGTERM, grace=0.1, name="stuck-proxy", pidfd=pidfd, kill_wait=0.3)
+        assert result.describe() == (
+            f"stuck-proxy (pid {pid}): failed: still running 0.3 s after SIGKILL: it is stuck in the kernel "
+            "(a dead NFS or FUSE server?); leaving it"
+        )
+        assert process(pid) is not None
+    finally:
+        os.close(holder)  # the request is answered; the killed target can now finish dying
+        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False, timeout=GENEROUS)
