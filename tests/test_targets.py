@@ -329,7 +329,8 @@ def test_a_target_stuck_in_the_kernel_is_given_up_on_after_a_bounded_wait(
         fcntl.lockf(holder, fcntl.LOCK_EX)
         stuck = (
             "import fcntl, signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            f"f = open({str(mount / 'lock')!r}, 'r+')\nprint('ready', flush=True)\nfcntl.lockf(f, fcntl.LOCK_EX)"
+            f"f = open({str(mount / 'lock')!r}, 'r+')\nprint('ready', flush=True)\n"
+            "fcntl.lockf(f, fcntl.LOCK_EX)"
         )
         shell, pid = orphan(program("stuck-proxy", "python"), "-c", stuck)
         shell.expect("ready")
