@@ -95,7 +95,7 @@ def test_a_stop_only_follower_posts_once_after_the_marker(exit_dir: Path, spawn:
     exitdir.exit(directory=exit_dir)
     assert follower.wait() == 0
     _, err = follower.rest()
-    assert f"{url}: stopped (HTTP 200 OK)" in err
+    assert f"{url}: stopped: HTTP 200 OK" in err
     assert _requests(server) == ["POST /quitquitquit marker=yes"]
 
 
@@ -116,7 +116,7 @@ def test_a_refusing_endpoint_is_one_error_line_and_status_1(
     assert _cli.main(["follow", "--quiet", "--dir", str(exit_dir), "--post", url]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith(f"exitdir: error: could not stop {url}: failed (HTTP {how} ")
+    assert err.startswith(f"exitdir: error: could not stop {url}: failed: HTTP {how} ")
     assert len(_requests(server)) == posts
 
 

@@ -480,3 +480,50 @@ def validate_callback(callback: object) -> None:
             f"exit callback {callback!r} is not callable: pass a function taking no arguments, such as "
             "token.add_callback(lambda: server.shutdown())"
         )
+
+
+# The kernel's pid_max is at most 2**22; anything above is not a pid on any Linux.
+_PID_MAX = 2**22
+
+
+def validate_pid_file(path: str, data: bytes) -> int:
+    """The pid a pid file holds: one positive decimal integer, with whitespace and a trailing newline
+    tolerated. Anything else is an ExitDirError naming the file.
+
+    >>> validate_pid_file("/run/proxy.pid", b"1234\\n")
+    1234
+    """
+    text = data.strip()
+    if text.isdigit() and 0 < int(text) <= _PID_MAX:
+        return int(text)
+    shown = "nothing" if not text else repr(text[:40].decode(errors="backslashreplace"))
+    raise _error(
+        f"pid file {path!r} holds {shown}, not a process id: it must hold the target's pid alone, "
+        "such as 1234 (write it with 'echo $$ > FILE' in the target's start script)"
+    )
+
+
+def pid_file_unreadable(path: str, reason: str) -> ExitDirError:
+    """The error for a pid file that exists but cannot be read (a directory, not readable by us)."""
+    return _error(f"cannot read pid file {path!r}: {reason}: give a regular file this user may read")
+
+
+def validate_program_name(name: object) -> str:
+    """A program's name to look for among running processes: its file name as it runs, not a path.
+
+    >>> validate_program_name("envoy")
+    'envoy'
+    """
+    if not isinstance(name, str) or not name or "/" in name or "\0" in name:
+        raise _error(
+            f"program name {name!r} cannot name a running program: give its file name as it runs, "
+            "such as envoy (no directory, not empty)"
+        )
+    return name
+
+
+def validate_pid(pid: object) -> int:
+    """A process id: a positive integer."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= _PID_MAX:
+        raise _error(f"pid {pid!r} is not a process id: give a positive integer, such as 1234")
+    return pid

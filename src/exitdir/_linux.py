@@ -16,7 +16,7 @@ import os
 import struct
 import sys
 
-from ._errno import FallbackRequired, checked
+from ._errno import FallbackRequired, checked, fallback_or_raise
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -322,6 +322,112 @@ def signal_process(proc: Process, signum: int) -> bool:
         if pidfd is not None:
             os.close(pidfd)
     return True
+
+
+# -- /proc: processes we did not start ---------------------------------------------------------------
+
+_PF_KTHREAD = 0x00200000  # a kernel thread: nothing to stop, and its empty cmdline is not a program's
+
+
+def process_ids() -> list[int]:
+    """Every pid /proc shows. Raises OSError where /proc cannot be listed."""
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _read_proc(pid: int, what: str) -> bytes | None:
+    """/proc/PID/WHAT, or None if the process is gone or its entry cannot be read (another user's, under
+    ``hidepid``); a lack of descriptors or memory is raised, because it says nothing of the process."""
+    try:
+        with open(f"/proc/{pid}/{what}", "rb") as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def program_names(pid: int) -> tuple[bytes, bytes] | None:
+    """``(argv[0], comm)`` of a running program: what it was started as (``b""`` if its cmdline is empty or
+    unreadable) and the kernel's name of it (the file it executed, cut to 15 bytes). None for a process
+    that is gone, a zombie, or a kernel thread. Raises OSError if /proc cannot be read (EMFILE).
+
+    >>> program_names(os.getpid())[1] != b""
+    True
+    """
+    stat = _read_proc(pid, "stat")
+    if stat is None:
+        return None
+    head, _, tail = stat.rpartition(b")")
+    fields = tail.split()
+    try:
+        state, flags = fields[0], int(fields[6])
+    except (IndexError, ValueError):
+        return None
+    if state in (b"Z", b"X") or flags & _PF_KTHREAD:
+        return None
+    comm = head.partition(b"(")[2]
+    cmdline = _read_proc(pid, "cmdline") or b""
+    return cmdline.split(b"\0", 1)[0], comm
+
+
+def ancestors() -> set[int]:
+    """The pids of this process's parent, its parent's parent, and so on up to the root of /proc."""
+    found: set[int] = set()
+    pid = os.getppid()
+    while pid > 0 and pid not in found:
+        found.add(pid)
+        info = process(pid)
+        pid = 0 if info is None else info.ppid
+    return found
+
+
+def running(pid: int, start: int) -> bool:
+    """Whether the process ``pid`` that started at ``start`` (:attr:`Process.start`) still runs: False
+    once it is gone, a zombie, or its pid names another process. Raises OSError if /proc cannot be read.
+
+    >>> me = process(os.getpid())
+    >>> running(me.pid, me.start), running(me.pid, me.start + 1)
+    (True, False)
+    """
+    now = process(pid)
+    return now is not None and now.start == start and now.alive
+
+
+def pidfd_open(pid: int) -> int | None:
+    """A pidfd for the process ``pid`` (Linux 5.3+): it names that process, never one that reuses its pid,
+    and polls readable once the process has exited (zombie or reaped). None where pidfds are not
+    available (an older kernel or Python, a seccomp profile, no descriptor left). Raises
+    ProcessLookupError if there is no such process."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError as err:
+        fallback_or_raise(f"pidfd_open({pid})", err)  # re-raises what is not "not available here"
+        return None
+
+
+def send_signal(pid: int, start: int, pidfd: int | None, signum: int) -> None:
+    """Send ``signum`` to the process ``pid`` that started at ``start`` (:attr:`Process.start`), through
+    ``pidfd`` when there is one. Raises ProcessLookupError if it is gone (a zombie included, or its pid
+    names another process now) and PermissionError if it is not ours to signal (another user's).
+
+    Without a pidfd the start time is checked just before :func:`os.kill`, which leaves a window of
+    microseconds for a reused pid. A pidfd whose signal is refused (a seccomp profile answering EPERM or
+    ENOSYS) is not taken at its word: the checked kill says whether the refusal is real.
+    """
+    import signal
+
+    if pidfd is not None:
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+            return
+        except AttributeError:  # a Python without it
+            pass
+        except OSError as err:
+            fallback_or_raise(f"pidfd_send_signal({pid})", err)
+    if not running(pid, start):
+        raise ProcessLookupError(errno.ESRCH, f"process {pid} is gone")
+    os.kill(pid, signum)
 
 
 _boot_id: list[str | None] = []

@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ._text import printable
+
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,20 +48,23 @@ STOPPED = "stopped"
 KILLED = "killed"
 ABSENT = "absent"
 FAILED = "failed"
+OUTCOMES = (STOPPED, KILLED, ABSENT, FAILED)
 
 
 @dataclass(frozen=True)
 class Stopped:
-    """What became of one stop action: ``outcome`` is ``"stopped"``, ``"killed"`` (a process that had to be
-    SIGKILLed), ``"absent"`` (nothing there to stop) or ``"failed"``; ``detail`` says how, in words.
+    """What became of one stop action, whatever the target (an endpoint, a process): ``outcome`` is
+    ``"stopped"``, ``"killed"`` (a process that had to be SIGKILLed), ``"absent"`` (nothing there to stop)
+    or ``"failed"`` (``detail`` says why and what to do). A target's exit status is never known: it is
+    not our child.
 
     >>> Stopped("http://127.0.0.1:4191/shutdown", ABSENT, "connection refused").describe()
-    'http://127.0.0.1:4191/shutdown: absent (connection refused)'
+    'http://127.0.0.1:4191/shutdown: absent: connection refused'
     """
 
     target: str
     outcome: str
-    detail: str
+    detail: str = ""
 
     @property
     def done(self) -> bool:
@@ -67,7 +72,9 @@ class Stopped:
         return self.outcome != FAILED
 
     def describe(self) -> str:
-        return f"{self.target}: {self.outcome} ({self.detail})"
+        """One line for people, every character a terminal must not interpret escaped."""
+        line = f"{self.target}: {self.outcome}"
+        return printable(f"{line}: {self.detail}" if self.detail else line)
 
 
 def post(
