@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from exitdir._linux import process, running, send_signal
+
 from _support import BACKENDS, Child
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 # Programs the tests run as children; importing them (as doctest collection would) runs them.
 collect_ignore = ["children"]
@@ -63,3 +69,48 @@ def fuse_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     subprocess.run(["bindfs", str(source), str(mount)], check=True)
     yield source, mount
     subprocess.run(["fusermount", "-u", str(mount)], check=True)
+
+
+Orphan = tuple[Child, int]
+
+
+@pytest.fixture
+def orphan(spawn: type[Child]) -> Iterator[Callable[..., Orphan]]:
+    """``orphan(*argv)`` runs argv in a new session through a shell that exits at once, so the program is
+    not our child; returns the shell's Child (whose stdout the program inherits) and the program's pid.
+    Whatever is still running at the end is SIGKILLed, and reaped if it was reparented to us."""
+    started: list[tuple[int, int]] = []
+
+    def start(*argv: str, env: dict[str, str] | None = None) -> Orphan:
+        shell = spawn(["sh", "-c", '"$@" & echo $!', "sh", *argv], env, start_new_session=True)
+        pid = int(shell.readline())
+        assert shell.wait() == 0
+        seen = process(pid)
+        assert seen is not None, f"{argv} ended at once"
+        started.append((pid, seen.start))
+        return shell, pid
+
+    yield start
+    for pid, start_time in started:
+        if running(pid, start_time):
+            send_signal(pid, start_time, None, signal.SIGKILL)
+        try:
+            os.waitpid(pid, os.WNOHANG)  # ours only if this process is a subreaper (some tests make it one)
+        except ChildProcessError:
+            pass
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Callable[[str, str], str]:
+    """``program(name, like)``: a program called ``name`` that runs as ``like`` does (a copy of a binary,
+    or a symlink to this Python, whose name is then its argv[0]), so that it can be found by a unique name."""
+
+    def make(name: str, like: str) -> str:
+        path = tmp_path / name
+        if like == "python":
+            path.symlink_to(sys.executable)
+        else:
+            shutil.copy(like, path)
+        return str(path)
+
+    return make

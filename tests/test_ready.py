@@ -130,7 +130,10 @@ def test_the_presets_are_the_documented_readiness_endpoints() -> None:
         (["--wait-tcp", "nohost"], "argument --wait-tcp: 'nohost' is not HOST:PORT"),
         (["--wait-tcp", "h:99999"], "argument --wait-tcp: 'h:99999' is not HOST:PORT"),
         (["--wait-http", "localhost:80"], "argument --wait-http: 'localhost:80' is not an http://"),
-        (["--wait-ready", "consul"], "argument --wait-ready: invalid choice: 'consul'"),
+        (
+            ["--wait-ready", "consul"],
+            "argument --wait-ready: unknown --wait-ready sidecar 'consul': use one of istio",
+        ),
         (["--wait-timeout", "5"], "--wait-timeout bounds a wait: say what to wait for"),
     ],
 )

@@ -3,17 +3,21 @@ endpoints once the marker is there. The endpoints are real HTTP servers on loopb
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import exitdir
+from conftest import Orphan
 from exitdir import _cli
 from exitdir._stops import ABSENT, FAILED, QUIT_PRESETS, STOPPED, post
+from exitdir._targets import find
 
 from _support import EXITDIR, GENEROUS, QUIET_PERIOD, Child, python
 
@@ -206,9 +210,9 @@ def test_each_endpoint_is_posted_once_and_the_presets_are_the_documented_ones(ex
     args = _cli._parser(["follow"]).parse_args(
         ["follow", "--quit", "istio", "--post", QUIT_PRESETS["istio"], "--quit", "linkerd"]
     )
-    assert [stop.args for stop in _cli._stop_actions(args)] == [  # type: ignore[attr-defined]
-        (QUIT_PRESETS["istio"],),
-        (QUIT_PRESETS["linkerd"],),
+    assert [stop.args[1] for stop in _cli._stop_actions(args)] == [  # type: ignore[attr-defined]
+        QUIT_PRESETS["istio"],
+        QUIT_PRESETS["linkerd"],
     ]
 
 
@@ -218,7 +222,10 @@ def test_each_endpoint_is_posted_once_and_the_presets_are_the_documented_ones(ex
         (["follow"], "exitdir: usage: nothing to follow: give -- CMD to run a helper, or what to stop"),
         (["follow", "--post", "ftp://x"], "exitdir: usage: argument --post: 'ftp://x' is not an http://"),
         (["follow", "--post", "http://h:port/"], "exitdir: usage: argument --post: 'http://h:port/' is not"),
-        (["follow", "--quit", "consul"], "exitdir: usage: argument --quit: invalid choice: 'consul'"),
+        (
+            ["follow", "--quit", "consul"],
+            "exitdir: usage: argument --quit: unknown --quit sidecar 'consul': use one of istio, envoy",
+        ),
         (["follow", "--quit", "istio", "--exit-code", "child"], "exitdir: usage: --exit-code child needs a"),
     ],
 )
@@ -229,3 +236,80 @@ def test_what_cannot_be_done_is_one_usage_line(
     err = capsys.readouterr().err
     assert err.startswith(expected)
     assert err.count("\n") == 1
+
+
+# --- processes we did not start, in a shared PID namespace (--process, --pid-file) ------------------------
+
+STUBBORN = (
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+    "time.sleep(600)"
+)
+
+
+def test_a_stop_only_follower_stops_sidecars_by_name_and_by_pid_file(
+    exit_dir: Path,
+    tmp_path: Path,
+    orphan: Callable[..., Orphan],
+    program: Callable[[str, str], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One sidecar ends at TERM, one ignores it and is killed after the grace; neither is our child."""
+    polite, stubborn = f"polite-proxy-{os.getpid()}", f"stubborn-proxy-{os.getpid()}"
+    _, polite_pid = orphan(program(polite, "/bin/sleep"), "600")
+    shell, stubborn_pid = orphan(program(stubborn, "python"), "-c", STUBBORN)
+    shell.expect("ready")  # it ignores TERM from here on
+    pid_file = tmp_path / "stubborn.pid"
+    pid_file.write_text(f"{stubborn_pid}\n")
+    exitdir.exit(directory=exit_dir)
+    argv = [
+        "follow",
+        "--grace",
+        "0.3",
+        "--dir",
+        str(exit_dir),
+        "--process",
+        polite,
+        "--pid-file",
+        str(pid_file),
+    ]
+    assert _cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"{polite} (pid {polite_pid}): stopped: ended after SIGTERM" in err
+    assert (
+        f"{pid_file} (pid {stubborn_pid}): killed: still running 0.3 s after SIGTERM; SIGKILL ended it" in err
+    )
+    assert find(polite) == []
+    assert find(stubborn) == []
+
+
+def test_targets_that_are_not_there_are_absent_and_a_garbage_pid_file_is_one_error_line(
+    exit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exitdir.exit(directory=exit_dir)
+    argv = ["follow", "--dir", str(exit_dir), "--process", f"no-such-program-{os.getpid()}"]
+    assert _cli.main([*argv, "--pid-file", str(tmp_path / "missing.pid")]) == 0
+    err = capsys.readouterr().err
+    assert "absent: no process of that name in this PID namespace" in err
+    assert "missing.pid: absent: no pid file" in err
+    (tmp_path / "garbage.pid").write_text("abc")
+    assert (
+        _cli.main(["follow", "--quiet", "--dir", str(exit_dir), "--pid-file", str(tmp_path / "garbage.pid")])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"exitdir: error: could not stop {tmp_path}/garbage.pid: failed: pid file")
+
+
+def test_the_help_lists_exactly_the_presets() -> None:
+    """The presets are named in the help without importing their modules at start-up: kept in step here."""
+    from exitdir._ready import READY_PRESETS
+
+    metavars = {
+        option: action.metavar
+        for command in ("follow", "lead")
+        for action in _cli._parser([command])._subparsers._group_actions[0].choices[command]._actions  # type: ignore[union-attr,index]
+        for option in action.option_strings
+    }
+    assert metavars["--quit"] == "{" + ",".join(QUIT_PRESETS) + "}"
+    assert metavars["--wait-ready"] == "{" + ",".join(READY_PRESETS) + "}"

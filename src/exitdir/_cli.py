@@ -18,6 +18,7 @@ from ._config import (
     validate_code,
     validate_host_port,
     validate_name,
+    validate_program_name,
     validate_seconds,
     validate_signal,
     validate_signal_on,
@@ -165,6 +166,25 @@ _signal_on = _checked(validate_signal_on, "signal_on")
 _name = _checked(validate_name, "name")
 _url = _checked(validate_url, "URL")
 _host_port = _checked(validate_host_port, "HOST:PORT")
+_program = _checked(validate_program_name, "program name")
+
+
+def _quit_preset(name: str) -> str:
+    from ._config import validate_choice
+    from ._stops import QUIT_PRESETS  # only when --quit is given: a wrapper's start-up stays lean
+
+    return validate_choice(name, QUIT_PRESETS, "--quit sidecar")
+
+
+def _ready_preset(name: str) -> str:
+    from ._config import validate_choice
+    from ._ready import READY_PRESETS
+
+    return validate_choice(name, READY_PRESETS, "--wait-ready sidecar")
+
+
+_quit = _checked(_quit_preset, "sidecar")
+_ready = _checked(_ready_preset, "sidecar")
 
 
 def _cmd_exit(args: argparse.Namespace) -> int:
@@ -394,6 +414,8 @@ def _cmd_lead(args: argparse.Namespace) -> int:
 
 
 def _dependencies(args: argparse.Namespace) -> list[Dependency]:
+    if not (args.wait_ready or args.wait_http or args.wait_tcp or args.wait_file):
+        return []  # nothing imported: at a low `ulimit -n` every module file read counts
     from ._ready import READY_PRESETS, Dependency
 
     wanted = [("http", READY_PRESETS[name]) for name in args.wait_ready or ()]
@@ -407,12 +429,12 @@ def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: s
     """Wait until every ``--wait-*`` dependency is ready; None then. Otherwise (``--wait-timeout`` ran out,
     or a terminating signal came) the program is not started: say why, write the marker saying it, and
     return the status to exit with."""
-    from ._ready import wait_ready
-    from ._signals import signal_name
-
     dependencies = _dependencies(args)
     if not dependencies:
         return None
+    from ._ready import wait_ready
+    from ._signals import signal_name
+
     _say(args, f"waiting for {', '.join(d.target for d in dependencies)} before starting {command}")
     ending = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
     stopped_by: list[int] = []
@@ -466,7 +488,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
         if not stops:
             raise _UsageError(
                 "nothing to follow: give -- CMD to run a helper, or what to stop when the marker appears "
-                "(--post URL, --quit NAME)"
+                "(--post URL, --quit NAME, --process NAME, --pid-file PATH)"
             )
         return _follow_stop_only(args, stops)
     command = _command(args)
@@ -514,30 +536,87 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     return _after_stops(stops, EXIT_TIMEOUT, args)
 
 
-def _stop_actions(args: argparse.Namespace) -> list[Callable[[], Stopped]]:
-    """What ``--post`` and ``--quit`` ask to stop, each URL once, in the order given."""
+def _stop_actions(args: argparse.Namespace) -> list[Callable[[], list[Stopped]]]:
+    """What ``--post``, ``--quit``, ``--process`` and ``--pid-file`` ask to stop, each once, in the order
+    given. A process is looked for when its action runs (after the marker), not now."""
+    names = getattr(args, "process", None) or ()
+    pid_files = getattr(args, "pid_file", None) or ()
+    if not (args.quit or args.post or names or pid_files):
+        return []  # nothing more is imported: a wrapper's start-up stays as lean as before
     from functools import partial
 
     from ._stops import QUIT_PRESETS, post
 
     urls = [QUIT_PRESETS[name] for name in args.quit or ()] + list(args.post or ())
-    return [partial(post, url) for url in dict.fromkeys(urls)]
+    actions: list[Callable[[], list[Stopped]]] = [partial(_one, post, url) for url in dict.fromkeys(urls)]
+    how = {"signal": getattr(args, "signal", signal.SIGTERM), "grace": getattr(args, "grace", 10.0)}
+    actions += [
+        partial(_processes_named, name, how) for name in dict.fromkeys(getattr(args, "process", None) or ())
+    ]
+    actions += [
+        partial(_process_in, path, how) for path in dict.fromkeys(getattr(args, "pid_file", None) or ())
+    ]
+    return actions
 
 
-def _after_stops(stops: list[Callable[[], Stopped]], status: int, args: argparse.Namespace) -> int:
-    """Run the stop actions; ``status``, or 1 in its place when one failed and it was 0."""
+def _one(action: Callable[[str], Stopped], target: str) -> list[Stopped]:
+    return [action(target)]
+
+
+def _processes_named(name: str, how: dict[str, Any]) -> list[Stopped]:
+    """Stop every process called ``name`` in this PID namespace; none running: absent."""
+    from ._stops import ABSENT, FAILED, Stopped
+    from ._targets import find, stop
+
+    try:
+        pids = find(name)
+    except ExitDirError as err:  # /proc unreadable: said as this target's failure
+        return [Stopped(name, FAILED, str(err))]
+    if not pids:
+        return [Stopped(name, ABSENT, "no process of that name in this PID namespace")]
+    from functools import partial
+
+    return _in_parallel([partial(stop, pid, name=name, **how) for pid in pids])
+
+
+def _process_in(path: str, how: dict[str, Any]) -> list[Stopped]:
+    from ._stops import ABSENT, FAILED, Stopped
+    from ._targets import from_pid_file, stop
+
+    try:
+        pid = from_pid_file(path)
+    except ExitDirError as err:  # garbage in it, or unreadable: said as this target's failure
+        return [Stopped(path, FAILED, str(err))]
+    if pid is None:
+        return [Stopped(path, ABSENT, "no pid file")]
+    return [stop(pid, name=path, **how)]
+
+
+def _in_parallel(actions: Sequence[Callable[[], T]]) -> list[T]:
+    """Run ``actions`` at once, each in a thread (a process's grace period must not delay the others);
+    their results in order."""
+    if len(actions) <= 1:
+        return [action() for action in actions]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
+        return list(pool.map(lambda action: action(), actions))
+
+
+def _after_stops(stops: list[Callable[[], list[Stopped]]], status: int, args: argparse.Namespace) -> int:
+    """Run the stop actions, all at once; ``status``, or 1 in its place when one failed and it was 0."""
     failed = False
-    for stop in stops:
-        result = stop()
-        if result.done:
-            _say(args, result.describe())
-        else:
-            _error(f"could not stop {result.describe()}")
-            failed = True
+    for results in _in_parallel(stops):
+        for result in results:
+            if result.done:
+                _say(args, result.describe())
+            else:
+                _error(f"could not stop {result.describe()}")
+                failed = True
     return EXIT_ERROR if failed and status == EXIT_OK else status
 
 
-def _follow_stop_only(args: argparse.Namespace, stops: list[Callable[[], Stopped]]) -> int:
+def _follow_stop_only(args: argparse.Namespace, stops: list[Callable[[], list[Stopped]]]) -> int:
     """``exitdir follow`` with no command: wait for the marker, then stop the targets. Nothing of ours runs
     meanwhile, so a SIGTERM (the pod deleted) ends it at once, as it ends ``exitdir wait``."""
     from ._token import aware
@@ -593,8 +672,6 @@ def _require_dir(sub: argparse.ArgumentParser) -> None:
 
 
 def _readiness(sub: argparse.ArgumentParser) -> None:
-    from ._ready import READY_PRESETS
-
     sub.add_argument(
         "--wait-http", action="append", type=_url, metavar="URL", help="start CMD once URL answers 2xx to GET"
     )
@@ -605,7 +682,8 @@ def _readiness(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--wait-ready",
         action="append",
-        choices=tuple(READY_PRESETS),
+        type=_ready,
+        metavar="{istio,linkerd,cloud-sql-proxy}",
         help="... once that sidecar's documented readiness endpoint answers (repeatable, as each --wait-*)",
     )
     sub.add_argument(
@@ -617,8 +695,6 @@ def _readiness(sub: argparse.ArgumentParser) -> None:
 
 
 def _stop_targets(sub: argparse.ArgumentParser) -> None:
-    from ._stops import QUIT_PRESETS
-
     sub.add_argument(
         "--post",
         action="append",
@@ -630,7 +706,8 @@ def _stop_targets(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--quit",
         action="append",
-        choices=tuple(QUIT_PRESETS),
+        type=_quit,
+        metavar="{istio,envoy,linkerd,cloud-sql-proxy}",
         help="the same for a known sidecar's documented endpoint (repeatable)",
     )
 
@@ -762,6 +839,17 @@ def _configure_follow(sub: argparse.ArgumentParser) -> None:
     )
     _leaders(sub)
     _stop_targets(sub)
+    sub.add_argument(
+        "--process",
+        action="append",
+        type=_program,
+        metavar="NAME",
+        help="once the marker is there, stop every process called NAME (shareProcessNamespace: true): "
+        "--signal, --grace seconds, then SIGKILL (repeatable)",
+    )
+    sub.add_argument(
+        "--pid-file", action="append", metavar="PATH", help="the same for the process whose pid PATH holds"
+    )
     _liveness(sub)
     _supervised(sub)
     sub.set_defaults(run=_cmd_follow)

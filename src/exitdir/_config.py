@@ -114,6 +114,18 @@ def validate_url(url: str) -> str:
     return url
 
 
+def validate_choice(value: str, choices: Iterable[str], what: str) -> str:
+    """``value`` if it is one of ``choices``.
+
+    >>> validate_choice("istio", ("istio", "linkerd"), "sidecar")
+    'istio'
+    """
+    known = tuple(choices)
+    if value not in known:
+        raise _error(f"unknown {what} {value!r}: use one of {', '.join(known)}")
+    return value
+
+
 def validate_host_port(target: str) -> str:
     """``target`` if it is ``HOST:PORT`` (``[::1]:80`` for IPv6) with a port from 1 to 65535.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -30,7 +29,6 @@ PROBE_TIMEOUT = 1.0
 FIRST_PAUSE, LONGEST_PAUSE = 0.05, 0.5  # between probes: quick at first, then gentler on the target
 
 
-@dataclass(frozen=True)
 class Dependency:
     """One thing that must be ready: ``kind`` is ``"http"`` (a URL answering 2xx to GET), ``"tcp"``
     (``HOST:PORT`` accepting a connection) or ``"file"`` (a path that exists).
@@ -39,8 +37,21 @@ class Dependency:
     ''
     """
 
-    kind: str
-    target: str
+    __slots__ = ("kind", "target")  # a plain class: see _stops.Stopped for why not a dataclass
+
+    def __init__(self, kind: str, target: str) -> None:
+        self.kind, self.target = kind, target
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Dependency):
+            return NotImplemented
+        return (self.kind, self.target) == (other.kind, other.target)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.target))
+
+    def __repr__(self) -> str:
+        return f"Dependency({self.kind!r}, {self.target!r})"
 
     def probe(self) -> str:
         """'' when ready; else why not, in a few words."""

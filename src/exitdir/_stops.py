@@ -11,7 +11,6 @@ wrong. An answer (2xx) says the target accepted; whether and when its process en
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from ._text import printable
 
@@ -51,7 +50,6 @@ FAILED = "failed"
 OUTCOMES = (STOPPED, KILLED, ABSENT, FAILED)
 
 
-@dataclass(frozen=True)
 class Stopped:
     """What became of one stop action, whatever the target (an endpoint, a process): ``outcome`` is
     ``"stopped"``, ``"killed"`` (a process that had to be SIGKILLed), ``"absent"`` (nothing there to stop)
@@ -62,9 +60,23 @@ class Stopped:
     'http://127.0.0.1:4191/shutdown: absent: connection refused'
     """
 
-    target: str
-    outcome: str
-    detail: str = ""
+    # A plain class rather than a dataclass: importing dataclasses costs every wrapper's start-up ~5 ms,
+    # since the parser of `lead` and `follow` loads this module for the --quit presets.
+    __slots__ = ("detail", "outcome", "target")
+
+    def __init__(self, target: str, outcome: str, detail: str = "") -> None:
+        self.target, self.outcome, self.detail = target, outcome, detail
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Stopped):
+            return NotImplemented
+        return (self.target, self.outcome, self.detail) == (other.target, other.outcome, other.detail)
+
+    def __hash__(self) -> int:
+        return hash((self.target, self.outcome, self.detail))
+
+    def __repr__(self) -> str:
+        return f"Stopped({self.target!r}, {self.outcome!r}, {self.detail!r})"
 
     @property
     def done(self) -> bool:
