@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 BACKENDS = ("inotify", "poll")
 POLL_INTERVAL = 0.05
@@ -145,3 +148,36 @@ def world_searchable_dir() -> str:
     path = tempfile.mkdtemp(prefix="exitdir-test-")
     os.chmod(path, 0o755)
     return path
+
+
+@contextmanager
+def lock_held_behind_bindfs(tmp_path: Path) -> Iterator[tuple[Path, Callable[[str], None]]]:
+    """A file on a bindfs mount that forwards lock requests, whose lock the test holds: a process asking
+    for it waits on a FUSE request its server has taken but not answered, uninterruptibly (state D), so
+    even SIGKILL waits, as on a dead NFS server. Yields the file's path on the mount and ``blocked(who)``,
+    which returns once a request waits behind the lock (polled in /proc/locks, since nothing can say
+    "blocked" from inside the kernel). On leaving, the lock is released (the killed process can finish
+    dying) and the mount is lazily unmounted."""
+    source, mount = tmp_path / "source", tmp_path / "mount"
+    source.mkdir()
+    mount.mkdir()
+    (source / "lock").touch()
+    bindfs = ["bindfs", "--multithreaded", "--enable-lock-forwarding", str(source), str(mount)]
+    subprocess.run(bindfs, check=True, timeout=GENEROUS)
+    holder = os.open(source / "lock", os.O_RDWR)
+    waiter = f":{os.stat(source / 'lock').st_ino} "
+
+    def blocked(who: str) -> None:
+        deadline = time.monotonic() + GENEROUS
+        while not any(
+            "->" in line and waiter in line for line in Path("/proc/locks").read_text().splitlines()
+        ):
+            assert time.monotonic() < deadline, f"{who} never blocked on the lock"
+            time.sleep(0.01)  # polling the kernel's lock table for a state, not a synchronisation by time
+
+    try:
+        fcntl.lockf(holder, fcntl.LOCK_EX)
+        yield mount / "lock", blocked
+    finally:
+        os.close(holder)
+        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False, timeout=GENEROUS)

@@ -6,12 +6,10 @@ seccomp filter, and a real process stuck in the kernel on a FUSE mount (bindfs).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +19,7 @@ import exitdir
 from exitdir._cli import main
 from exitdir._linux import Process, descendants, descendants_in, process, signal_process
 
-from _support import EXITDIR, GENEROUS, Child, python
+from _support import EXITDIR, GENEROUS, Child, lock_held_behind_bindfs, python
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -146,35 +144,14 @@ def test_a_descendant_stuck_in_the_kernel_is_given_up_on_after_the_kill_rounds(
     """A process waiting on a FUSE request its server has taken but not answered sleeps uninterruptibly
     (state D): even SIGKILL waits, as on a dead NFS server. Here bindfs forwards a lock request to a file
     whose lock the test holds. The wrapper must give up after its SIGKILL rounds, with a warning."""
-    source, mount = tmp_path / "source", tmp_path / "mount"
-    source.mkdir()
-    mount.mkdir()
-    (source / "lock").touch()
-    bindfs = ["bindfs", "--multithreaded", "--enable-lock-forwarding", str(source), str(mount)]
-    subprocess.run(bindfs, check=True, timeout=GENEROUS)
-    holder = os.open(source / "lock", os.O_RDWR)
-    try:
-        fcntl.lockf(holder, fcntl.LOCK_EX)
+    with lock_held_behind_bindfs(tmp_path) as (lock, blocked):
         options = (*KILL, "--grace", "0.1")
-        wrapper = spawn(
-            wrap("follow", exit_dir, *STRAY, "setsid", "ignore", f"lock={mount / 'lock'}", options=options)
-        )
+        wrapper = spawn(wrap("follow", exit_dir, *STRAY, "setsid", "ignore", f"lock={lock}", options=options))
         pid = stray(wrapper)
-        waiter = f":{os.stat(source / 'lock').st_ino} "
-        deadline = time.monotonic() + GENEROUS
-        # Polled, since nothing can say "blocked" from inside the kernel: the forwarded request waits on
-        # our lock once /proc/locks shows bindfs queued behind it.
-        while not any(
-            "->" in line and waiter in line for line in Path("/proc/locks").read_text().splitlines()
-        ):
-            assert time.monotonic() < deadline, "the stray never blocked on the lock"
-            time.sleep(0.01)
+        blocked("the stray")
         exitdir.exit(directory=exit_dir)
         assert wrapper.wait() == 0
         assert process(pid) is not None  # still there: killed, but waiting in the kernel
-    finally:
-        os.close(holder)  # the request is answered; the killed stray can now finish dying
-        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False, timeout=GENEROUS)
     _, err = wrapper.rest()
     assert f"(pid {pid}) did not exit within 0.1 s of SIGTERM; sending SIGKILL\n" in err
     assert (

@@ -8,13 +8,11 @@ used where pidfds are not available (forced with ``pidfd=False``).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +24,7 @@ from exitdir._linux import process, running, send_signal
 from exitdir._stops import Stopped
 from exitdir._targets import find, from_pid_file, stop
 
-from _support import DROP_TO_NOBODY, GENEROUS, QUIET_PERIOD, Child, env_with, python
+from _support import DROP_TO_NOBODY, GENEROUS, QUIET_PERIOD, Child, env_with, lock_held_behind_bindfs, python
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -201,8 +199,7 @@ def test_another_users_process_is_not_ours_to_stop_and_we_are_told_why(
     orphan: Callable[..., Orphan], program: Callable[[str, str], str], spawn: type[Child], pidfd: bool
 ) -> None:
     """The target runs as root, the stopper as nobody: the kernel refuses the signal (EPERM)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to start a process as another user")
+    assert os.geteuid() == 0, "the suite runs as root (.ci/run): a process of another user needs it"
     name = "root-proxy"
     _, pid = orphan(program(name, "/bin/sleep"), "600")
     code = (
@@ -275,37 +272,18 @@ def test_a_target_stuck_in_the_kernel_is_given_up_on_after_a_bounded_wait(
     """A process waiting on a FUSE request its server has taken but not answered sleeps uninterruptibly
     (state D): even SIGKILL waits, as on a dead NFS server. Here bindfs forwards a lock request to a file
     whose lock the test holds. stop() must give up after ``kill_wait`` with a clear result."""
-    source, mount = tmp_path / "source", tmp_path / "mount"
-    source.mkdir()
-    mount.mkdir()
-    (source / "lock").touch()
-    bindfs = ["bindfs", "--multithreaded", "--enable-lock-forwarding", str(source), str(mount)]
-    subprocess.run(bindfs, check=True, timeout=GENEROUS)
-    holder = os.open(source / "lock", os.O_RDWR)
-    try:
-        fcntl.lockf(holder, fcntl.LOCK_EX)
+    with lock_held_behind_bindfs(tmp_path) as (lock, blocked):
         stuck = (
             "import fcntl, signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            f"f = open({str(mount / 'lock')!r}, 'r+')\nprint('ready', flush=True)\n"
+            f"f = open({str(lock)!r}, 'r+')\nprint('ready', flush=True)\n"
             "fcntl.lockf(f, fcntl.LOCK_EX)"
         )
         shell, pid = orphan(program("stuck-proxy", "python"), "-c", stuck)
         shell.expect("ready")
-        waiter = f":{os.stat(source / 'lock').st_ino} "
-        deadline = time.monotonic() + GENEROUS
-        # Polled, since nothing can say "blocked" from inside the kernel: the forwarded request waits on
-        # our lock once /proc/locks shows bindfs queued behind it.
-        while not any(
-            "->" in line and waiter in line for line in Path("/proc/locks").read_text().splitlines()
-        ):
-            assert time.monotonic() < deadline, "the target never blocked on the lock"
-            time.sleep(0.01)
+        blocked("the target")
         result = stop(pid, signal=signal.SIGTERM, grace=0.1, name="stuck-proxy", pidfd=pidfd, kill_wait=0.3)
         assert result.describe() == (
             f"stuck-proxy (pid {pid}): failed: still running 0.3 s after SIGKILL: it is stuck in the kernel "
             "(a dead NFS or FUSE server?); leaving it"
         )
         assert process(pid) is not None
-    finally:
-        os.close(holder)  # the request is answered; the killed target can now finish dying
-        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False, timeout=GENEROUS)
