@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ._ready import Dependency
     from ._stops import Stopped
     from ._supervise import ChildExit
+    from ._token import ExitToken
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -200,13 +201,26 @@ def _cmd_exit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _follower_token(args: argparse.Namespace) -> ExitToken:
+    """The token of ``wait`` and ``follow``, from their shared options (``wait`` has no --require-dir:
+    there ``$EXITDIR_REQUIRE_DIR`` decides). In strict mode a missing directory is refused here."""
+    from ._token import aware
+
+    return aware(
+        args.dir,
+        names=args.leader,
+        require=args.require,
+        require_dir=getattr(args, "require_dir", None),
+        liveness_dir=args.liveness_dir,
+    )
+
+
 def _cmd_wait(args: argparse.Namespace) -> int:
     from ._marker import describe
-    from ._token import aware
 
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
-    with aware(args.dir, names=args.leader, require=args.require, liveness_dir=args.liveness_dir) as token:
+    with _follower_token(args) as token:
         if not token.wait(args.timeout):
             _say(args, f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}")
             return EXIT_TIMEOUT
@@ -480,8 +494,10 @@ FOLLOW_POLICIES = ("zero", "leader", "child")
 
 
 def _cmd_follow(args: argparse.Namespace) -> int:
+    # _token is loaded now, before the relay takes descriptors: at a low `ulimit -n` reading its source
+    # later could fail where a clear "cannot start" line is owed.
+    from . import _token  # noqa: F401
     from ._supervise import EXITED, FAILED, MARKER, NOT_STARTED, signal_relay, supervise
-    from ._token import aware
 
     stops = _stop_actions(args)
     if not [arg for arg in args.command if arg != "--"]:
@@ -501,13 +517,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
         raise ExitDirError(f"cannot start {command[0]}: {err}") from None
     try:
         # In strict mode a missing directory is refused here, before the helper starts.
-        with aware(
-            args.dir,
-            names=args.leader,
-            require=args.require,
-            require_dir=args.require_dir,
-            liveness_dir=args.liveness_dir,
-        ) as token:
+        with _follower_token(args) as token:
             if token.directory is None:
                 _say_no_directory(args, "the helper runs until it exits")
             outcome = supervise(
@@ -619,7 +629,6 @@ def _after_stops(stops: list[Callable[[], list[Stopped]]], status: int, args: ar
 def _follow_stop_only(args: argparse.Namespace, stops: list[Callable[[], list[Stopped]]]) -> int:
     """``exitdir follow`` with no command: wait for the marker, then stop the targets. Nothing of ours runs
     meanwhile, so a SIGTERM (the pod deleted) ends it at once, as it ends ``exitdir wait``."""
-    from ._token import aware
 
     if args.exit_code == "child":
         raise _UsageError("--exit-code child needs a helper to report on: run one with -- CMD")
@@ -627,13 +636,7 @@ def _follow_stop_only(args: argparse.Namespace, stops: list[Callable[[], list[St
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
     _stop_on_sigterm()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    with aware(
-        args.dir,
-        names=args.leader,
-        require=args.require,
-        require_dir=args.require_dir,
-        liveness_dir=args.liveness_dir,
-    ) as token:
+    with _follower_token(args) as token:
         if not token.wait(args.timeout):
             _say(
                 args,
