@@ -108,20 +108,14 @@ def _probe_tcp(target: str) -> str:
 
 def _probe_http(url: str) -> str:
     import http.client
-    import urllib.parse
 
-    parts = urllib.parse.urlsplit(url)
-    connection_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = connection_type(parts.hostname or "", parts.port, timeout=PROBE_TIMEOUT)
+    from ._stops import request
+
     try:
-        connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
-        answer = connection.getresponse()
-        answer.read(64 * 1024)
+        status, answer = request("GET", url, PROBE_TIMEOUT)
     except (OSError, http.client.HTTPException) as err:
         return _why(err)
-    finally:
-        connection.close()
-    return "" if 200 <= answer.status < 300 else f"HTTP {answer.status} {answer.reason}".rstrip()
+    return "" if 200 <= status < 300 else answer
 
 
 def _why(err: BaseException) -> str:

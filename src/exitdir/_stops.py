@@ -102,20 +102,13 @@ def post(
     'absent'
     """
     import http.client
-    import urllib.parse
 
-    parts = urllib.parse.urlsplit(url)
-    connection_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     problem = ""
     for attempt in range(attempts):
         if attempt:
             sleep(_RETRY_AFTER * 2 ** (attempt - 1))
-        connection = connection_type(parts.hostname or "", parts.port, timeout=timeout)
         try:
-            connection.request("POST", path, body=b"", headers={"User-Agent": "exitdir"})
-            answer = connection.getresponse()
-            answer.read(_MAX_ANSWER)
+            status, answer = request("POST", url, timeout, body=b"", headers={"User-Agent": "exitdir"})
         except ConnectionRefusedError:
             return Stopped(url, ABSENT, "connection refused: nothing listens there")
         except http.client.RemoteDisconnected:
@@ -125,15 +118,34 @@ def post(
         except (OSError, http.client.HTTPException) as err:
             problem = _network_problem(err, timeout)
             continue
-        finally:
-            connection.close()
-        if 200 <= answer.status < 300:
-            return Stopped(url, STOPPED, f"HTTP {answer.status} {answer.reason}".rstrip())
-        problem = f"HTTP {answer.status} {answer.reason}".rstrip()
-        if answer.status < 500:  # the request itself is refused: asking again changes nothing
+        if 200 <= status < 300:
+            return Stopped(url, STOPPED, answer)
+        problem = answer
+        if status < 500:  # the request itself is refused: asking again changes nothing
             break
     hint = _HINTS.get(url)
     return Stopped(url, FAILED, f"{problem}; {hint}" if hint and "404" in problem else problem)
+
+
+def request(
+    method: str, url: str, timeout: float, *, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """One HTTP request to ``url``: the answer's status, and its status line as people read it
+    (``HTTP 200 OK``). Raises OSError or ``http.client.HTTPException`` for what the network does."""
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    connection_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_type(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, path, body=body, headers=headers or {})
+        answer = connection.getresponse()
+        answer.read(_MAX_ANSWER)  # only shown, never used
+    finally:
+        connection.close()
+    return answer.status, f"HTTP {answer.status} {answer.reason}".rstrip()
 
 
 def _network_problem(err: BaseException, timeout: float) -> str:
