@@ -245,7 +245,7 @@ def _running(
         return {}, 0
     locks = liveness_of(directory, liveness_dir, once=True)
     try:
-        return locks.flags(names or ()), locks.count()
+        return locks.survey(names or ())
     finally:
         locks.close()
 

@@ -201,10 +201,13 @@ class DirectoryLocks:
             return None
         return {key: leader_flags(held, key) for key in keys}
 
-    def count(self) -> int | None:
-        """How many leaders are running; None if unknowable."""
+    def survey(self, names: tuple[str, ...]) -> tuple[dict[str | None, LockFlags] | None, int | None]:
+        """For one look (``exitdir status``): each of ``names``' flags, and how many leaders are running,
+        from one reading of the lock table; None for what is unknowable."""
         held = held_offsets(self._directory)
-        return None if held is None else running_leaders(held)
+        if held is None:
+            return None, None
+        return {key: leader_flags(held, key) for key in names}, running_leaders(held)
 
     def close(self) -> None:
         pass
@@ -246,17 +249,17 @@ class FileLocks:
                     )
                 return None  # unknowable this time: nothing is concluded from it
 
-    def count(self) -> int | None:
-        """As :meth:`DirectoryLocks.count`."""
-        flags = self.flags((None,))
-        return None if flags is None else len(self._held)
+    def survey(self, names: tuple[str, ...]) -> tuple[dict[str | None, LockFlags] | None, int | None]:
+        """As :meth:`DirectoryLocks.survey`: one round of tests, every leader's file included."""
+        flags = self.flags((*names, None))
+        return (None, None) if flags is None else ({name: flags[name] for name in names}, len(self._held))
 
     def _flags(self, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
         named = [key for key in keys if key is not None]
         if None in keys or any(name not in self._held for name in named):
             bypass_client_caches(self._dir)  # a cached listing or "no such file" would hide a new leader
         if None in keys:  # any leader: those listed, and those seen running even if their file was unlinked
-            named += [name for name in (*_listing(self._dir), *self._held) if name not in named]
+            named = list(dict.fromkeys((*named, *_listing(self._dir), *self._held)))
         found: dict[str, LockFlags] = {}
         for name in named:
             answer = self._test(name)
