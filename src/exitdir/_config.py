@@ -39,25 +39,30 @@ def resolve_directory(directory: str | os.PathLike[str] | None) -> str | None:
 
     Relative paths are resolved once, now, so a later ``chdir`` cannot move the directory.
     """
-    path = validate_directory(directory)
+    return _resolved(directory, "exit directory", ENV_DIR)
+
+
+def _resolved(given: object, what: str, env: str) -> str | None:
+    """``given`` (else ``$env``) as an absolute path; None when neither is set."""
+    path = validate_directory(given, what, env)
     if path is None:
-        path = os.environ.get(ENV_DIR, "")
+        path = os.environ.get(env, "")
     if path == "":
         return None
     if "\0" in path:
-        raise _error(f"exit directory {path!r} contains a NUL byte: give a real directory path")
+        raise _error(f"{what} {path!r} contains a NUL byte: give a real directory path")
     # abspath also drops a trailing slash, so "/x/" and "/x" are the same directory.
     return os.path.abspath(path)
 
 
-def validate_directory(directory: object, what: str = "exit directory") -> str | None:
-    """``directory`` as a str path (bytes are decoded as the os module does), or None; not resolved."""
+def validate_directory(directory: object, what: str = "exit directory", env: str = ENV_DIR) -> str | None:
+    """``directory`` as a str path (bytes are decoded as the os module does), or None; not resolved.
+    ``what`` and ``env`` name it, and the variable that gives it otherwise, in the error."""
     if directory is None:
         return None
     try:
         path = os.fspath(directory)  # type: ignore[call-overload]  # anything fspath takes; the rest refused
     except TypeError:
-        env = ENV_DIR if what == "exit directory" else ENV_LIVENESS_DIR
         raise _error(
             f"{what} {directory!r} is not a path: pass a str or os.PathLike, or None for ${env}"
         ) from None
@@ -73,14 +78,12 @@ def resolve_liveness_dir(given: str | os.PathLike[str] | None, exit_dir: str | N
     >>> resolve_liveness_dir("/shared/live", "/shared/exit")
     '/shared/live'
     """
-    path = validate_directory(given, "liveness directory")
-    if path is None:
-        path = os.environ.get(ENV_LIVENESS_DIR, "")
-    if path == "" or exit_dir is None:
+    if exit_dir is None:
+        validate_directory(given, "liveness directory", ENV_LIVENESS_DIR)
         return None
-    if "\0" in path:
-        raise _error(f"liveness directory {path!r} contains a NUL byte: give a real directory path")
-    path = os.path.abspath(path)
+    path = _resolved(given, "liveness directory", ENV_LIVENESS_DIR)
+    if path is None:
+        return None
     # Compared as given and with symlinks resolved (as far as the paths exist): a link into the exit
     # directory is inside it too.
     pairs = ((path, exit_dir), (os.path.realpath(path), os.path.realpath(exit_dir)))

@@ -9,6 +9,7 @@ import stat
 
 from ._config import (
     DEFAULT_NAME,
+    ENV_LIVENESS_DIR,
     denied_hint,
     path_problem,
     require_directory,
@@ -294,7 +295,7 @@ class Leadership:
         self.signal_on = validate_signal_on(signal_on)
         self.require_dir = validate_require_dir(require_dir)
         self._given = validate_directory(directory)
-        self._given_liveness = validate_directory(liveness_dir, "liveness directory")
+        self._given_liveness = validate_directory(liveness_dir, "liveness directory", ENV_LIVENESS_DIR)
         self.directory: str | None = None  # the absolute exit directory, once begin() has resolved it
         self.liveness_dir: str | None = None  # likewise, the liveness directory if one is configured
         self._liveness_fd: int | None = None  # our locked file there, from begin() to finish()
