@@ -215,17 +215,24 @@ def _follower_token(args: argparse.Namespace) -> ExitToken:
     )
 
 
-def _cmd_wait(args: argparse.Namespace) -> int:
-    from ._marker import describe
-
+def _marker_awaited(args: argparse.Namespace, then: str = "") -> Marker | None:
+    """Wait as ``wait`` does, for ``--timeout`` seconds at most: the marker, or None (said) on a timeout,
+    followed by ``then`` (what is done next)."""
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
     with _follower_token(args) as token:
         if not token.wait(args.timeout):
-            _say(args, f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}")
-            return EXIT_TIMEOUT
-        marker = token.marker
-    assert marker is not None
+            _say(args, f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}{then}")
+            return None
+        return token.marker
+
+
+def _cmd_wait(args: argparse.Namespace) -> int:
+    from ._marker import describe
+
+    marker = _marker_awaited(args)
+    if marker is None:
+        return EXIT_TIMEOUT
     if args.json:
         import json
 
@@ -632,18 +639,11 @@ def _follow_stop_only(args: argparse.Namespace, stops: list[Callable[[], list[St
 
     if args.exit_code == "child":
         raise _UsageError("--exit-code child needs a helper to report on: run one with -- CMD")
-    if resolve_directory(args.dir) is None:
-        raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
     _stop_on_sigterm()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    with _follower_token(args) as token:
-        if not token.wait(args.timeout):
-            _say(
-                args,
-                f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}: stopping",
-            )
-            return _after_stops(stops, EXIT_TIMEOUT, args)
-        marker = token.marker
+    marker = _marker_awaited(args, then=": stopping")
+    if marker is None:
+        return _after_stops(stops, EXIT_TIMEOUT, args)
     return _after_stops(stops, _follow_status(args.exit_code, marker, None), args)
 
 
