@@ -477,24 +477,27 @@ def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: s
     else:
         code = EXIT_ERROR
         reason = f"{command} not started: not ready within {args.wait_timeout:g} s: {what}"
-    _error(reason)
-    try:
-        run.finish(code, reason)
-    except ExitDirError as err:
-        _error(str(err))
-    return code
+    return _unstarted(run, code, reason, reason)
 
 
 def _not_started(run: Leadership, command: str, lacking: ExitDirError) -> int:
     """``lead`` lacks what it needs to report the end of ``command``: say so, and do not run it; but its
     followers must not wait for it, so the marker is still written (status 1) if it can be."""
-    _error(f"cannot start {command}: {lacking}")
+    return _unstarted(
+        run, EXIT_ERROR, f"cannot start {command}: {lacking}", f"exitdir could not start {command}: {lacking}"
+    )
+
+
+def _unstarted(run: Leadership, code: int, said: str, reason: str) -> int:
+    """The program is not run: say ``said``, and write the marker with ``code`` and ``reason`` all the same,
+    so that followers do not wait for it (a failed write is said too, unless ``said`` already says it)."""
+    _error(said)
     try:
-        run.finish(EXIT_ERROR, f"exitdir could not start {command}: {lacking}")
+        run.finish(code, reason)
     except ExitDirError as unwritten:
-        if str(unwritten) != str(lacking):  # the same problem (a directory in the way) is said once
+        if str(unwritten) not in said:  # the same problem (a directory in the way) is said once
             _error(str(unwritten))
-    return EXIT_ERROR
+    return code
 
 
 FOLLOW_POLICIES = ("zero", "leader", "child")
