@@ -170,6 +170,23 @@ _host_port = _checked(validate_host_port, "HOST:PORT")
 _program = _checked(validate_program_name, "program name")
 
 
+def _probe_port(text: str) -> str:
+    from ._config import validate_port_or_host_port
+
+    return validate_port_or_host_port(text)
+
+
+def _probe_command(text: str) -> str:
+    from ._config import validate_probe_command
+
+    validate_probe_command(text)
+    return text
+
+
+_port = _checked(_probe_port, "PORT")
+_probe = _checked(_probe_command, "command")
+
+
 def _quit_preset(name: str) -> str:
     from ._config import validate_choice
     from ._stops import QUIT_PRESETS  # only when --quit is given: a wrapper's start-up stays lean
@@ -230,6 +247,8 @@ def _marker_awaited(args: argparse.Namespace, then: str = "") -> Marker | None:
 def _cmd_wait(args: argparse.Namespace) -> int:
     from ._marker import describe
 
+    if args.ready:
+        return _ready_awaited(args)
     marker = _marker_awaited(args)
     if marker is None:
         return EXIT_TIMEOUT
@@ -239,6 +258,27 @@ def _cmd_wait(args: argparse.Namespace) -> int:
         _print(json.dumps(marker.as_dict()))
     elif args.verbose:
         _print(describe(marker))
+    return EXIT_OK
+
+
+def _ready_awaited(args: argparse.Namespace) -> int:
+    """``wait --ready NAME...``: until every NAME is announced ready, for ``--timeout`` seconds at most."""
+    if args.leader or args.json:
+        raise _UsageError("--ready waits for announcements, not for a marker: drop --leader and --json")
+    if resolve_directory(args.dir) is None:
+        raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
+    from ._ready import Dependency, wait_ready
+
+    wanted = [
+        Dependency("after", name, directory=args.dir, liveness_dir=args.liveness_dir) for name in args.ready
+    ]
+    missing = wait_ready(list(dict.fromkeys(wanted)), args.timeout)
+    if missing:
+        what = ", ".join(dependency.target for dependency in missing)
+        _say(args, f"timed out after {args.timeout:g} s waiting for {what} to be announced ready")
+        return EXIT_TIMEOUT
+    if args.verbose:
+        _print(", ".join(args.ready) + " ready")
     return EXIT_OK
 
 
@@ -376,7 +416,11 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     command = _command(args)
     stops = _stop_actions(args)
     if args.wait_timeout is not None and not _dependencies(args):
-        raise _UsageError("--wait-timeout bounds a wait: say what to wait for (--wait-http, --wait-tcp...)")
+        raise _UsageError("--wait-timeout bounds a wait: say what to wait for (--wait-http, --after...)")
+    if args.after and resolve_directory(args.dir) is None:
+        raise _UsageError(
+            "--after waits for an announcement on the exit directory: set EXIT_DIR or pass --dir"
+        )
     if not args.kill_descendants and (args.signal is not None or args.grace is not None):
         raise _UsageError("--signal and --grace say how to stop what CMD leaves: add --kill-descendants")
     reap_all, kill_descendants = _reaping(args)  # first: it may load ctypes, which takes a descriptor
@@ -435,7 +479,7 @@ def _cmd_lead(args: argparse.Namespace) -> int:
 
 
 def _dependencies(args: argparse.Namespace) -> list[Dependency]:
-    if not (args.wait_ready or args.wait_http or args.wait_tcp or args.wait_file):
+    if not (args.wait_ready or args.wait_http or args.wait_tcp or args.wait_file or args.after):
         return []  # nothing imported: at a low `ulimit -n` every module file read counts
     from ._ready import READY_PRESETS, Dependency
 
@@ -443,6 +487,27 @@ def _dependencies(args: argparse.Namespace) -> list[Dependency]:
     wanted += [("http", url) for url in args.wait_http or ()]
     wanted += [("tcp", target) for target in args.wait_tcp or ()]
     wanted += [("file", path) for path in args.wait_file or ()]
+    wanted += [("after", name) for name in args.after or ()]
+    where = {"directory": args.dir, "liveness_dir": args.liveness_dir}
+    return [Dependency(kind, target, **where) for kind, target in dict.fromkeys(wanted)]
+
+
+def _probes(args: argparse.Namespace) -> list[Dependency]:
+    """What ``follow --ready-*`` probes before announcing its helper ready under ``--name``."""
+    if not (args.ready_tcp or args.ready_http or args.ready_file or args.ready_cmd):
+        if args.name is not None:
+            raise _UsageError(
+                "--name says under which name a helper is announced ready: add a --ready-... probe"
+            )
+        return []
+    if args.name is None:
+        raise _UsageError("--ready-... probes announce a helper ready under a name: add --name NAME")
+    from ._ready import Dependency
+
+    wanted = [("tcp", target) for target in args.ready_tcp or ()]
+    wanted += [("http", url) for url in args.ready_http or ()]
+    wanted += [("file", path) for path in args.ready_file or ()]
+    wanted += [("cmd", command) for command in args.ready_cmd or ()]
     return [Dependency(kind, target) for kind, target in dict.fromkeys(wanted)]
 
 
@@ -453,10 +518,16 @@ def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: s
     dependencies = _dependencies(args)
     if not dependencies:
         return None
-    from ._ready import wait_ready
+    import time
+
+    from ._ready import probe_until_ready
     from ._signals import signal_name
 
-    _say(args, f"waiting for {', '.join(d.target for d in dependencies)} before starting {command}")
+    began = time.monotonic()
+    missing = probe_until_ready(dependencies, 0)  # said only when there is something to wait for
+    if not missing:
+        return None
+    _say(args, f"waiting for {', '.join(d.describe() for d in missing)} before starting {command}")
     ending = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
     stopped_by: list[int] = []
 
@@ -467,7 +538,8 @@ def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: s
             stopped_by.append(got.si_signo)
         return got is None
 
-    missing = wait_ready(dependencies, args.wait_timeout, pause)
+    left = None if args.wait_timeout is None else max(0.0, args.wait_timeout - (time.monotonic() - began))
+    missing = probe_until_ready(list(missing), left, pause)
     if not missing:
         return None
     what = "; ".join(f"{dependency.target}: {why}" for dependency, why in missing.items())
@@ -510,13 +582,20 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     from ._supervise import EXITED, FAILED, MARKER, NOT_STARTED, signal_relay, supervise
 
     stops = _stop_actions(args)
+    probes = _probes(args)
+    if probes and resolve_directory(args.dir) is None:
+        raise _UsageError("--ready-... announces on the exit directory: set EXIT_DIR or pass --dir")
     if not [arg for arg in args.command if arg != "--"]:
         if not stops:
             raise _UsageError(
                 "nothing to follow: give -- CMD to run a helper, or what to stop when the marker appears "
                 "(--post URL, --quit NAME, --process NAME, --pid-file PATH)"
             )
-        return _follow_stop_only(args, stops)
+        stop_announcing = _announce_when_ready(args, probes)
+        try:
+            return _follow_stop_only(args, stops)
+        finally:
+            stop_announcing()
     command = _command(args)
     reap_all, kill_descendants = _reaping(args)
     # The relay's descriptors first: under a low `ulimit -n` the watch then sees what is really left, and
@@ -530,17 +609,21 @@ def _cmd_follow(args: argparse.Namespace) -> int:
         with _follower_token(args) as token:
             if token.directory is None:
                 _say_no_directory(args, "the helper runs until it exits")
-            outcome = supervise(
-                command,
-                until=token,
-                relay=relay,
-                timeout=args.timeout,
-                stop_signal=args.signal,
-                grace=args.grace,
-                reap_all=reap_all,
-                kill_descendants=kill_descendants,
-                say=lambda message: _say(args, message),
-            )
+            stop_announcing = _announce_when_ready(args, probes)
+            try:
+                outcome = supervise(
+                    command,
+                    until=token,
+                    relay=relay,
+                    timeout=args.timeout,
+                    stop_signal=args.signal,
+                    grace=args.grace,
+                    reap_all=reap_all,
+                    kill_descendants=kill_descendants,
+                    say=lambda message: _say(args, message),
+                )
+            finally:
+                stop_announcing()
     finally:
         relay.close()
     if outcome.why == FAILED:
@@ -554,6 +637,22 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     if outcome.why == MARKER:
         return _after_stops(stops, _follow_status(args.exit_code, token.marker, outcome.child), args)
     return _after_stops(stops, EXIT_TIMEOUT, args)
+
+
+def _announce_when_ready(args: argparse.Namespace, probes: list[Dependency]) -> Callable[[], None]:
+    """Probe in the background and announce the helper ready under ``--name`` once all pass; what to
+    call to stop probing and withdraw the announcement."""
+    if not probes:
+        return lambda: None
+    from ._ready import announce_when_ready
+
+    return announce_when_ready(
+        args.name,
+        probes,
+        directory=args.dir,
+        liveness_dir=args.liveness_dir,
+        say=lambda text: _say(args, text),
+    )
 
 
 def _stop_actions(args: argparse.Namespace) -> list[Callable[[], list[Stopped]]]:
@@ -686,6 +785,13 @@ def _readiness(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--wait-file", action="append", metavar="PATH", help="... once PATH exists")
     sub.add_argument(
+        "--after",
+        action="append",
+        type=_name,
+        metavar="NAME",
+        help="... once `exitdir follow --name NAME --ready-...` has announced its helper ready",
+    )
+    sub.add_argument(
         "--wait-ready",
         action="append",
         type=_ready,
@@ -697,6 +803,29 @@ def _readiness(sub: argparse.ArgumentParser) -> None:
         type=_seconds,
         metavar="SECONDS",
         help="give up waiting after SECONDS: CMD is not started, the marker says why, status 1",
+    )
+
+
+def _announcing(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--name",
+        type=_name,
+        help="announce the helper ready under NAME once every --ready-* probe passes, for `exitdir lead "
+        "--after NAME` and `exitdir wait --ready NAME` (a lock: nothing is written into the exit directory)",
+    )
+    sub.add_argument(
+        "--ready-tcp", action="append", type=_port, metavar="[HOST:]PORT", help="... once it accepts"
+    )
+    sub.add_argument(
+        "--ready-http", action="append", type=_url, metavar="URL", help="... once URL answers 2xx"
+    )
+    sub.add_argument("--ready-file", action="append", metavar="PATH", help="... once PATH exists")
+    sub.add_argument(
+        "--ready-cmd",
+        action="append",
+        type=_probe,
+        metavar="COMMAND",
+        help="... once COMMAND exits 0 (split into words as a shell would; no shell runs it)",
     )
 
 
@@ -784,6 +913,14 @@ def _leaders(sub: argparse.ArgumentParser) -> None:
 
 def _configure_wait(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--timeout", type=_seconds, help="give up after SECONDS (exit status 124)")
+    sub.add_argument(
+        "--ready",
+        action="append",
+        type=_name,
+        metavar="NAME",
+        help="wait instead until `exitdir follow --name NAME --ready-...` has announced its helper ready "
+        "(repeatable: all of them)",
+    )
     _leaders(sub)
     sub.add_argument("-v", "--verbose", action="store_true", help="print the marker's code and reason")
     sub.add_argument("--json", action="store_true", help="print the marker as JSON")
@@ -856,6 +993,7 @@ def _configure_follow(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--pid-file", action="append", metavar="PATH", help="the same for the process whose pid PATH holds"
     )
+    _announcing(sub)
     _liveness(sub)
     _supervised(sub)
     sub.set_defaults(run=_cmd_follow)

@@ -141,6 +141,32 @@ def validate_host_port(target: str) -> str:
     return target
 
 
+def validate_port_or_host_port(target: str) -> str:
+    """``HOST:PORT`` for ``target``, which is that or a bare ``PORT`` on this pod's loopback.
+
+    >>> validate_port_or_host_port("15021")
+    '127.0.0.1:15021'
+    """
+    return validate_host_port(f"127.0.0.1:{target}" if target.isdigit() else target)
+
+
+def validate_probe_command(command: str) -> list[str]:
+    """The words of ``command``, a command line split as a shell would split it (quotes, no expansion).
+
+    >>> validate_probe_command("pg_isready -h 'db host'")
+    ['pg_isready', '-h', 'db host']
+    """
+    import shlex
+
+    try:
+        words = shlex.split(command) if isinstance(command, str) else None
+    except ValueError as err:  # an unclosed quote
+        raise _error(f"command {command!r} cannot be split into words ({err}): close its quotes") from None
+    if not words:
+        raise _error(f"command {command!r} names no program: give one such as 'pg_isready -h 127.0.0.1'")
+    return words
+
+
 def validate_require_dir(require_dir: object) -> bool | None:
     """``require_dir`` if it is True, False or None (None: ``$EXITDIR_REQUIRE_DIR`` decides)."""
     if require_dir is None or isinstance(require_dir, bool):

@@ -12,11 +12,16 @@ closes its descriptor: both raise IN_CLOSE_NOWRITE on the directory, which is ho
 it is time to look again, with no timer.
 
 Byte ``slot(name)`` held: that leader is running. Byte ``slot(name) + 1`` held too: it may be restarted
-(``exitdir lead --signal-on success``), so its death without a marker is not the end.
+(``exitdir lead --signal-on success``), so its death without a marker is not the end. Byte
+``ready_offset(name)``, above every leader's: a follower of that name announces that its helper is ready
+(``exitdir follow --name NAME --ready-...``), for as long as it runs; ``exitdir lead --after NAME`` and
+``exitdir wait --ready NAME`` wait for it. A lock is the announcement because it creates no entry and ends
+with the process that holds it, however it ends: no stale "ready" can outlive its helper.
 
 Across machines (issue 12) that lock is no use: NFS and SMB clients keep a lock on a directory in their
 own kernel. So a leader given a *liveness directory* (``EXITDIR_LIVENESS_DIR``, ``--liveness-dir``) also
-locks a file of its own there, ``LIVENESS_DIR/NAME``, bytes 0 (running) and 1 (may be restarted), and
+locks a file of its own there, ``LIVENESS_DIR/NAME``, bytes 0 (running) and 1 (may be restarted) (byte 2:
+a follower of that name is ready), and
 those locks do reach the file server (NFSv4 LOCK, SMB2 LOCK). Followers ask the server about them
 (F_OFD_GETLK: an NFSv4 LOCKT, an SMB2 lock-and-unlock), so a leader is seen running from any machine.
 When its process dies its kernel releases them; when its node dies, the server does once the client's
@@ -49,6 +54,8 @@ _CONTENDED_FOR = 2.0
 _CANNOT_LOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EBADF})
 
 _SLOTS = 1 << 30
+_READY_BASE = 2 * _SLOTS  # every leader's bytes lie below; the followers' "ready" bytes above
+_READY_BYTE = 2  # in LIVENESS_DIR/NAME
 
 
 def slot(name: str) -> int:
@@ -57,6 +64,11 @@ def slot(name: str) -> int:
     for byte in os.fsencode(name):
         digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
     return 2 * (digest % _SLOTS)
+
+
+def ready_offset(name: str) -> int:
+    """The lock offset by which the follower called ``name`` announces that its helper is ready."""
+    return _READY_BASE + slot(name)
 
 
 def lock_leader(dir_fd: int, directory: str, name: str, *, restartable: bool = False) -> bool:
@@ -119,19 +131,61 @@ def held_offsets(directory: str) -> set[int] | None:
 def leader_flags(held: set[int], name: str | None) -> tuple[bool, bool]:
     """Whether leader ``name`` (any leader, for None) is running, and whether it may be restarted."""
     if name is None:
+        held = {offset for offset in held if offset < _READY_BASE}
         return any(offset % 2 == 0 for offset in held), any(offset % 2 == 1 for offset in held)
     start = slot(name)
     return start in held, start + 1 in held
 
 
 def running_leaders(held: set[int]) -> int:
-    return sum(1 for offset in held if offset % 2 == 0)
+    return sum(1 for offset in held if offset < _READY_BASE and offset % 2 == 0)
 
 
 def hold_liveness_file(liveness_dir: str, name: str, *, restartable: bool = False) -> int | None:
     """Leader side: lock ``liveness_dir/NAME`` (created with its directory if missing) where the file server
     sees it; the descriptor to close once the marker is written, or None where that fails (said once:
     the leader runs all the same, and followers on other machines cannot tell if it is killed)."""
+    return _hold(
+        liveness_dir,
+        name,
+        0,
+        2 if restartable else 1,
+        "this leader runs, but followers on other machines cannot tell if it is killed outright",
+    )
+
+
+def hold_ready(directory: str, name: str, liveness_dir: str | None) -> list[int]:
+    """Follower side: announce that the helper of the follower called ``name`` is ready, by a lock on the
+    exit directory (seen on this machine) and, with a liveness directory, on byte 2 of
+    ``liveness_dir/NAME`` (seen on every machine). The descriptors that hold it (closing them withdraws
+    it); a lock that cannot be taken is said once, and the others still hold."""
+    held = []
+    fd = None
+    try:
+        os.makedirs(directory, exist_ok=True)  # the leader would create it: the follower may be first
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if not HAVE_OFD_LOCKS:
+            raise OSError(errno.ENOSYS, "open file description locks are not available on this platform")
+        lock_shared(fd, ready_offset(name), 1)
+        held.append(fd)
+    except OSError as err:
+        if fd is not None:
+            os.close(fd)
+        warn_once(
+            f"ready-hold:{directory}",
+            f"cannot announce that {name} is ready on {directory}: {explain(err)}; whoever waits for it on "
+            "this machine (exitdir lead --after, wait --ready) waits until its timeout",
+        )
+    if liveness_dir is not None:
+        kept = _hold(liveness_dir, name, _READY_BYTE, 1, f"programs on other machines never see {name} ready")
+        if kept is not None:
+            held.append(kept)
+    return held
+
+
+def _hold(liveness_dir: str, name: str, start: int, length: int, consequence: str) -> int | None:
+    """Lock bytes ``start`` .. ``start + length - 1`` of ``liveness_dir/NAME`` (created with its directory
+    if missing); the descriptor that holds it, or None where that fails (said once, with ``consequence``)."""
     path = os.path.join(liveness_dir, name)
     fd = None
     try:
@@ -139,14 +193,14 @@ def hold_liveness_file(liveness_dir: str, name: str, *, restartable: bool = Fals
             try:
                 os.makedirs(liveness_dir, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
-                _cannot_hold(path, f"{liveness_dir} or a directory above it is not a directory")
+                _cannot_hold(path, f"{liveness_dir} or a directory above it is not a directory", consequence)
                 return None
         # Read-only is enough for a shared lock (a file left by another user can still be locked);
         # O_NONBLOCK: a FIFO planted there must not hang the leader; O_NOFOLLOW: a symlink is refused.
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            _cannot_hold(path, "it is not a regular file: remove it")
+            _cannot_hold(path, "it is not a regular file: remove it", consequence)
             os.close(fd)
             return None
         if st.st_uid == os.geteuid() and st.st_mode & 0o444 != 0o444:
@@ -154,7 +208,7 @@ def hold_liveness_file(liveness_dir: str, name: str, *, restartable: bool = Fals
         deadline = time.monotonic() + _CONTENDED_FOR
         while True:
             try:
-                lock_shared(fd, 0, 2 if restartable else 1)
+                lock_shared(fd, start, length)
                 return fd
             except (BlockingIOError, PermissionError):  # EAGAIN, EACCES: a follower's test, for an instant
                 if time.monotonic() > deadline:
@@ -164,16 +218,42 @@ def hold_liveness_file(liveness_dir: str, name: str, *, restartable: bool = Fals
         if fd is not None:
             os.close(fd)
         why = "it is a symbolic link: remove it" if err.errno == errno.ELOOP else explain(err)
-        _cannot_hold(path, why)
+        _cannot_hold(path, why, consequence)
         return None
 
 
-def _cannot_hold(path: str, why: str) -> None:
-    warn_once(
-        f"liveness-hold:{path}",
-        f"cannot lock {path} in the liveness directory: {why}; this leader runs, but followers on other "
-        "machines cannot tell if it is killed outright",
-    )
+def _cannot_hold(path: str, why: str, consequence: str) -> None:
+    warn_once(f"liveness-hold:{path}", f"cannot lock {path} in the liveness directory: {why}; {consequence}")
+
+
+def is_ready(directory: str, name: str, liveness_dir: str | None) -> bool | None:
+    """Whether the follower called ``name`` has announced its helper ready (see :func:`hold_ready`): on this
+    machine, or with a liveness directory on any; None when that cannot be told this time."""
+    held = held_offsets(directory)
+    if held is not None and ready_offset(name) in held:
+        return True
+    if liveness_dir is None:
+        return None if held is None else False
+    bypass_client_caches(liveness_dir)  # a cached "no such file" would hide a new announcement
+    try:
+        fd = os.open(
+            os.path.join(liveness_dir, name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        )
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        # As for a leader's lock (FileLocks): an SMB client's test is a lock taken for an instant, so a
+        # shared answer counts only once a second one agrees.
+        answers = [lock_conflict(fd, _READY_BYTE, 1), lock_conflict(fd, _READY_BYTE, 1)]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if "exclusive" in answers:
+        return None
+    return answers == ["shared", "shared"]
 
 
 def liveness_of(

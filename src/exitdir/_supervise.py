@@ -11,6 +11,7 @@ follow`` only map the outcome to an exit status.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import select
@@ -311,10 +312,117 @@ class _Child:
                 return
             if info is None or info.si_pid in (0, self.pid):
                 return  # nothing to reap, or only the main child, which reap() reaps
+            with _probes_lock:
+                try:
+                    _, status = os.waitpid(info.si_pid, 0)
+                except ChildProcessError:
+                    continue
+                if info.si_pid in _probe_statuses:
+                    _probe_statuses[info.si_pid] = status  # for run_probe, whose child it is
+
+
+# Readiness probe commands (`exitdir follow --ready-cmd`) run in another thread while this module's loop may
+# reap every child (as PID 1 or a subreaper). A probe's status must not be lost to that reaper: subprocess
+# would read the lost status as 0, "ready". The reaper keeps the status of a probe it reaps, under the lock
+# that the probe holds while it starts its child and after it finds the child reaped by someone else.
+# `_thread`, not `threading`: it costs no import, and `exitdir lead` never needs more.
+_probes_lock = _thread.allocate_lock()
+_probe_statuses: dict[int, int | None] = {}  # a running probe's pid -> its wait status, once reaped here
+_PROBE_OUTPUT = 4096  # what is kept of a probe's standard error: its last line is shown
+
+
+def run_probe(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
+    """Run the probe command ``argv`` to its end, for ``timeout`` seconds at most (then its process group
+    is SIGKILLed): its exit code (None: it did not start, took too long, or its status was lost) and the
+    last line of its standard error, or why it failed. Its standard output is discarded.
+
+    >>> run_probe(["true"], timeout=5)
+    (0, '')
+    """
+    deadline = time.monotonic() + timeout
+    read_end, write_end = os.pipe()
+    try:
+        with _probes_lock:
+            pid = os.posix_spawnp(
+                argv[0],
+                list(argv),
+                _environment(),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, write_end, 2),
+                ],
+                setpgroup=0,
+                setsigmask=(),
+                setsigdef=CHILD_DEFAULTS,
+            )
+            _probe_statuses[pid] = None
+    except (OSError, ValueError) as err:
+        os.close(read_end)
+        why = "command not found" if isinstance(err, FileNotFoundError) else _spawn_error(err)
+        return None, f"cannot run {argv[0]}: {why}"
+    finally:
+        os.close(write_end)
+    try:
+        said = _read_until_closed(read_end, deadline)
+        status, killed = _probe_status(pid, deadline)
+    finally:
+        os.close(read_end)
+        with _probes_lock:
+            _probe_statuses.pop(pid, None)
+    last = said.decode(errors="replace").strip().rpartition("\n")[2].strip()
+    if killed:
+        return None, f"no answer within {timeout:g} s"
+    if status is None:
+        return None, "its exit status was lost"
+    ended = ChildExit.from_wait_status(status)
+    return ended.code, last or ("" if ended.code == 0 else ended.reason)
+
+
+def _spawn_error(err: OSError | ValueError) -> str:
+    return explain(err) if isinstance(err, OSError) else str(err)
+
+
+def _read_until_closed(fd: int, deadline: float) -> bytes:
+    """What comes through ``fd`` until its writers close it or ``deadline`` passes (the last bytes kept)."""
+    kept = b""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(poll_ms(left)):
+            return kept
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return kept
+        kept = (kept + chunk)[-_PROBE_OUTPUT:]
+
+
+def _probe_status(pid: int, deadline: float) -> tuple[int | None, bool]:
+    """The wait status of probe ``pid``, reaped here or by the supervision loop (None if lost: a final
+    sweep of every child took it), and whether it had to be killed: past ``deadline`` its group is
+    SIGKILLed, and waited for a little longer (bounded: a process stuck in the kernel outlives SIGKILL)."""
+    pause = 0.001
+    killed = False
+    while True:
+        with _probes_lock:
             try:
-                os.waitpid(info.si_pid, 0)
+                reaped, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
+                return _probe_statuses.get(pid), killed
+        if reaped:
+            return status, killed
+        if time.monotonic() >= deadline:
+            if killed:
+                return None, killed
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
                 pass
+            killed, deadline = True, time.monotonic() + _KILLED_GROUP_WAIT
+            continue
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 # After the grace period, SIGKILL rounds: each kills what /proc shows and waits for it to be gone, a little
