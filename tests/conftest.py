@@ -14,13 +14,30 @@ import pytest
 
 from exitdir._linux import process, running, send_signal
 
-from _support import BACKENDS, Child
+from _support import BACKENDS, Child, env_with
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
 # Programs the tests run as children; importing them (as doctest collection would) runs them.
 collect_ignore = ["children"]
+
+GO_SOURCES = Path(__file__).parent / "go"
+
+
+@pytest.fixture(scope="session")
+def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The Go follower and leader of tests/go, built once on the same fsnotify as Go exitdir."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("no Go toolchain: run `make test` (it installs golang-go and fsnotify from Debian)")
+    out = tmp_path_factory.mktemp("go")
+    env = env_with(GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=str(out / "cache"), GOFLAGS=None)
+    built = {}
+    for name in ("gofollower", "goleader"):
+        subprocess.run([go, "build", "-o", str(out / name), f"./{name}"], cwd=GO_SOURCES, env=env, check=True)
+        built[name] = out / name
+    return built
 
 
 @pytest.fixture

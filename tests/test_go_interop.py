@@ -7,7 +7,6 @@ Debian's packages (installed by `make test`).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,22 +16,6 @@ import exitdir
 from exitdir import _leader
 
 from _support import EXITDIR, GENEROUS, Child, env_with
-
-GO_SOURCES = Path(__file__).parent / "go"
-
-
-@pytest.fixture(scope="session")
-def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("no Go toolchain: run `make test` (it installs golang-go and fsnotify from Debian)")
-    out = tmp_path_factory.mktemp("go")
-    env = env_with(GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=str(out / "cache"), GOFLAGS=None)
-    built = {}
-    for name in ("gofollower", "goleader"):
-        subprocess.run([go, "build", "-o", str(out / name), f"./{name}"], cwd=GO_SOURCES, env=env, check=True)
-        built[name] = out / name
-    return built
 
 
 def test_python_follower_trips_on_go_exit(exit_dir: Path, go_programs: dict[str, Path], backend: str) -> None:
