@@ -10,13 +10,14 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import exitdir
 from conftest import Orphan
 from exitdir import _cli
-from exitdir._stops import ABSENT, FAILED, QUIT_PRESETS, STOPPED, post
+from exitdir._stops import ABSENT, FAILED, KILLED, QUIT_PRESETS, STOPPED, post
 from exitdir._targets import find
 
 from _support import EXITDIR, GENEROUS, QUIET_PERIOD, Child, python
@@ -313,3 +314,52 @@ def test_the_help_lists_exactly_the_presets() -> None:
     }
     assert metavars["--quit"] == "{" + ",".join(QUIT_PRESETS) + "}"
     assert metavars["--wait-ready"] == "{" + ",".join(READY_PRESETS) + "}"
+
+
+# -- the library: the same stop actions as functions ------------------------------------------------------
+
+
+def test_quit_sidecar_posts_once_to_a_url_or_a_preset(spawn: type[Child], exit_dir: Path) -> None:
+    server, url = _endpoint(spawn, exit_dir)
+    assert exitdir.quit_sidecar(url) == exitdir.Stopped(url, STOPPED, "HTTP 200 OK")
+    assert _requests(server) == ["POST /quitquitquit marker=no"]
+    # A preset names its documented endpoint; nothing listens on this machine's 4191: absent.
+    assert exitdir.quit_sidecar("linkerd", attempts=1).target == QUIT_PRESETS["linkerd"]
+
+
+@pytest.mark.parametrize(
+    ("target", "options", "expected"),
+    [
+        ("consul", {}, "'consul' is not an http:// or https:// URL"),
+        ("http://127.0.0.1:9/", {"attempts": 0}, "attempts=0 is not a whole number of at least 1"),
+        ("http://127.0.0.1:9/", {"timeout": -1}, "timeout="),
+    ],
+)
+def test_quit_sidecar_refuses_bad_arguments(target: str, options: dict[str, float], expected: str) -> None:
+    with pytest.raises(exitdir.ExitDirError, match=expected):
+        exitdir.quit_sidecar(target, **options)  # type: ignore[arg-type]
+
+
+def test_stop_process_stops_by_name_and_by_pid_file(
+    tmp_path: Path, orphan: Callable[..., Orphan], program: Callable[[str, str], str]
+) -> None:
+    name = f"library-proxy-{os.getpid()}"
+    sleeper = program(name, "/bin/sleep")
+    _, first = orphan(sleeper, "600")
+    _, second = orphan(sleeper, "600")
+    stopped = exitdir.stop_process(name, grace=5)
+    assert sorted((s.target, s.outcome) for s in stopped) == sorted(
+        [(f"{name} (pid {first})", STOPPED), (f"{name} (pid {second})", STOPPED)]
+    )
+    assert find(name) == []
+    _, third = orphan(sleeper, "600")
+    pid_file = tmp_path / "proxy.pid"
+    pid_file.write_text(f"{third}\n")
+    assert [s.outcome for s in exitdir.stop_process(pid_file=pid_file, signal=signal.SIGKILL)] == [KILLED]
+    assert [s.outcome for s in exitdir.stop_process(pid_file=tmp_path / "none.pid")] == [ABSENT]
+
+
+@pytest.mark.parametrize("arguments", [{}, {"name": "x", "pid_file": "/run/x.pid"}])
+def test_stop_process_takes_a_name_or_a_pid_file(arguments: dict[str, Any]) -> None:
+    with pytest.raises(exitdir.ExitDirError, match="takes a program name or pid_file=, one of them"):
+        exitdir.stop_process(**arguments)

@@ -27,6 +27,15 @@ __all__ = (
     "wait_for_exit",
     "cancel_on_exit",
     "CancelOnExit",
+    # readiness
+    "Dependency",
+    "wait_ready",
+    "announce_ready",
+    "Announcement",
+    # stopping what was not started here
+    "quit_sidecar",
+    "stop_process",
+    "Stopped",
     # errors
     "ExitDirError",
 )
@@ -42,6 +51,13 @@ _HOME = {
     "wait_for_exit": "_async",
     "cancel_on_exit": "_async",
     "CancelOnExit": "_async",
+    "Dependency": "_ready",
+    "wait_ready": "_ready",
+    "announce_ready": "_ready",
+    "Announcement": "_ready",
+    "quit_sidecar": "_stops",
+    "stop_process": "_targets",
+    "Stopped": "_stops",
     "ExitDirError": "_errors",
 }
 
@@ -51,6 +67,9 @@ if TYPE_CHECKING:
     from ._errors import ExitDirError
     from ._leader import exit, leader
     from ._marker import Marker
+    from ._ready import Announcement, Dependency, announce_ready, wait_ready
+    from ._stops import Stopped, quit_sidecar
+    from ._targets import stop_process
     from ._token import ExitToken, aware
 else:
     # Hidden from type checkers, which see the imports above: a misspelt name still fails type checking.

@@ -668,13 +668,12 @@ def _stop_actions(args: argparse.Namespace) -> list[Callable[[], list[Stopped]]]
 
     urls = [QUIT_PRESETS[name] for name in args.quit or ()] + list(args.post or ())
     actions: list[Callable[[], list[Stopped]]] = [partial(_one, post, url) for url in dict.fromkeys(urls)]
-    how = {"signal": getattr(args, "signal", signal.SIGTERM), "grace": getattr(args, "grace", 10.0)}
-    actions += [
-        partial(_processes_named, name, how) for name in dict.fromkeys(getattr(args, "process", None) or ())
-    ]
-    actions += [
-        partial(_process_in, path, how) for path in dict.fromkeys(getattr(args, "pid_file", None) or ())
-    ]
+    if names or pid_files:
+        from ._targets import stop_process
+
+        how = {"signal": args.signal, "grace": args.grace}
+        actions += [partial(stop_process, name, **how) for name in dict.fromkeys(names)]
+        actions += [partial(stop_process, pid_file=path, **how) for path in dict.fromkeys(pid_files)]
     return actions
 
 
@@ -682,50 +681,12 @@ def _one(action: Callable[[str], Stopped], target: str) -> list[Stopped]:
     return [action(target)]
 
 
-def _processes_named(name: str, how: dict[str, Any]) -> list[Stopped]:
-    """Stop every process called ``name`` in this PID namespace; none running: absent."""
-    from ._stops import ABSENT, FAILED, Stopped
-    from ._targets import find, stop
-
-    try:
-        pids = find(name)
-    except ExitDirError as err:  # /proc unreadable: said as this target's failure
-        return [Stopped(name, FAILED, str(err))]
-    if not pids:
-        return [Stopped(name, ABSENT, "no process of that name in this PID namespace")]
-    from functools import partial
-
-    return _in_parallel([partial(stop, pid, name=name, **how) for pid in pids])
-
-
-def _process_in(path: str, how: dict[str, Any]) -> list[Stopped]:
-    from ._stops import ABSENT, FAILED, Stopped
-    from ._targets import from_pid_file, stop
-
-    try:
-        pid = from_pid_file(path)
-    except ExitDirError as err:  # garbage in it, or unreadable: said as this target's failure
-        return [Stopped(path, FAILED, str(err))]
-    if pid is None:
-        return [Stopped(path, ABSENT, "no pid file")]
-    return [stop(pid, name=path, **how)]
-
-
-def _in_parallel(actions: Sequence[Callable[[], T]]) -> list[T]:
-    """Run ``actions`` at once, each in a thread (a process's grace period must not delay the others);
-    their results in order."""
-    if len(actions) <= 1:
-        return [action() for action in actions]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
-        return list(pool.map(lambda action: action(), actions))
-
-
 def _after_stops(stops: list[Callable[[], list[Stopped]]], status: int, args: argparse.Namespace) -> int:
     """Run the stop actions, all at once; ``status``, or 1 in its place when one failed and it was 0."""
     failed = False
-    for results in _in_parallel(stops):
+    from ._stops import in_parallel
+
+    for results in in_parallel(stops):
         for result in results:
             if result.done:
                 _say(args, result.describe())

@@ -17,7 +17,10 @@ from ._text import printable
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 # The documented shutdown endpoints, on the pod's loopback (docs/sidecars.md cites each source):
 # - istio: pilot-agent's status port (15020) has POST /quitquitquit since Istio 1.3; it stops Envoy and
@@ -125,6 +128,39 @@ def post(
             break
     hint = _HINTS.get(url)
     return Stopped(url, FAILED, f"{problem}; {hint}" if hint and "404" in problem else problem)
+
+
+def quit_sidecar(target: str, *, timeout: float = POST_TIMEOUT, attempts: int = POST_ATTEMPTS) -> Stopped:
+    """Tell a sidecar to exit through its shutdown endpoint, as ``exitdir follow --quit``/``--post`` do:
+    ``target`` is a URL to POST to, or a preset (``"istio"``, ``"envoy"``, ``"linkerd"``,
+    ``"cloud-sql-proxy"``) for its documented endpoint on this pod's loopback. Each attempt waits
+    ``timeout`` seconds at most; network errors and 5xx answers are tried again, ``attempts`` times in
+    all. What came of it: refused connections mean the sidecar is not there (``"absent"``); never raises
+    for the network, only for a bad argument (ExitDirError).
+
+    >>> quit_sidecar("http://127.0.0.1:9/quitquitquit").describe()  # the discard port: nothing listens
+    'http://127.0.0.1:9/quitquitquit: absent: connection refused: nothing listens there'
+    """
+    from ._config import validate_seconds, validate_url
+
+    url = QUIT_PRESETS.get(target) or validate_url(target)
+    seconds = validate_seconds(timeout, "timeout=")
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        from ._errors import ExitDirError
+
+        raise ExitDirError(f"attempts={attempts!r} is not a whole number of at least 1: use 1 to try once")
+    return post(url, timeout=seconds, attempts=attempts)
+
+
+def in_parallel(actions: Sequence[Callable[[], T]]) -> list[T]:
+    """Run ``actions`` at once, each in a thread (one target's grace period must not delay the others);
+    their results in order."""
+    if len(actions) <= 1:
+        return [action() for action in actions]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
+        return list(pool.map(lambda action: action(), actions))
 
 
 def request(

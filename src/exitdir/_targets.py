@@ -26,6 +26,7 @@ import os
 import select
 import signal as signals
 import time
+from functools import partial
 
 from ._clock import poll_ms
 from ._config import (
@@ -39,7 +40,7 @@ from ._config import (
 from ._errno import explain
 from ._errors import ExitDirError
 from ._linux import ancestors, pidfd_open, process, process_ids, program_names, running, send_signal
-from ._stops import Stopped
+from ._stops import ABSENT, FAILED, Stopped, in_parallel
 
 # How long a target may take to be gone after SIGKILL before we give up on it: SIGKILL is not instant
 # for a process stuck in the kernel (a dead NFS or FUSE server), and a follower must never hang on one.
@@ -148,6 +149,44 @@ class _Gone:
 
 def _seconds(value: float) -> str:
     return f"{value:g} s"
+
+
+def stop_process(
+    name: str | None = None,
+    *,
+    pid_file: str | os.PathLike[str] | None = None,
+    signal: int = signals.SIGTERM,
+    grace: float | None = 10.0,
+) -> list[Stopped]:
+    """Stop a program this process did not start, as ``exitdir follow --process``/``--pid-file`` do (a pod
+    with ``shareProcessNamespace: true``): every process called ``name`` (see :func:`find`), or the one
+    whose pid ``pid_file`` holds. Each gets ``signal``, ``grace`` seconds (None: forever), then SIGKILL,
+    then a bounded wait until it is gone, all at once. One :class:`Stopped` per process; one saying
+    ``"absent"`` when there is none. Never raises for what the targets do; a bad argument is an
+    ExitDirError.
+
+    >>> [s.describe() for s in stop_process("no-such-program-runs-here")]
+    ['no-such-program-runs-here: absent: no process of that name in this PID namespace']
+    """
+    if (name is None) == (pid_file is None):
+        raise ExitDirError("stop_process() takes a program name or pid_file=, one of them: give one")
+    if pid_file is not None:
+        path = os.fsdecode(pid_file)
+        try:
+            pid = from_pid_file(path)
+        except ExitDirError as err:  # garbage in it, or unreadable: said as this target's failure
+            return [Stopped(path, FAILED, str(err))]
+        if pid is None:
+            return [Stopped(path, ABSENT, "no pid file")]
+        return [stop(pid, signal=signal, grace=grace, name=path)]
+    assert name is not None
+    try:
+        pids = find(name)
+    except ExitDirError as err:  # /proc unreadable: said as this target's failure
+        return [Stopped(name, FAILED, str(err))]
+    if not pids:
+        return [Stopped(name, ABSENT, "no process of that name in this PID namespace")]
+    return in_parallel([partial(stop, pid, signal=signal, grace=grace, name=name) for pid in pids])
 
 
 def stop(
