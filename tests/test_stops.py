@@ -347,6 +347,10 @@ def test_stop_process_stops_by_name_and_by_pid_file(
     sleeper = program(name, "/bin/sleep")
     _, first = orphan(sleeper, "600")
     _, second = orphan(sleeper, "600")
+    deadline = time.monotonic() + GENEROUS
+    while find(name) != sorted([first, second]):  # each runs `sleeper` once its shell's fork has exec'd
+        assert time.monotonic() < deadline, f"{name} never ran twice"
+        time.sleep(0.01)  # polling /proc for a state; not a synchronisation by time
     stopped = exitdir.stop_process(name, grace=5)
     assert sorted((s.target, s.outcome) for s in stopped) == sorted(
         [(f"{name} (pid {first})", STOPPED), (f"{name} (pid {second})", STOPPED)]
