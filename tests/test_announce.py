@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,9 @@ import pytest
 
 import exitdir
 from exitdir import _cli
+from exitdir._linux import process
 from exitdir._ready import Dependency, announce_when_ready
+from exitdir._supervise import run_probe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -271,3 +274,14 @@ def test_lead_after_needs_a_directory(
 def test_a_bad_dependency_is_an_exitdir_error(kind: str, target: str, expected: str) -> None:
     with pytest.raises(exitdir.ExitDirError, match=f"^{expected}"):
         Dependency(kind, target)
+
+
+def test_a_probe_command_that_hangs_is_killed_with_its_group_and_is_not_ready(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    hanging = ["sh", "-c", f'sleep 60 & echo $! > {pids}; echo "$$" >> {pids}; wait']
+    assert run_probe(hanging, timeout=0.5) == (None, "no answer within 0.5 s")
+    deadline = time.monotonic() + GENEROUS
+    for pid in map(int, pids.read_text().split()):
+        while (found := process(pid)) is not None and found.alive:  # SIGKILL lands within moments
+            assert time.monotonic() < deadline, f"probe process {pid} outlived its timeout"
+            time.sleep(0.01)  # polling /proc for a state; not a synchronisation by time
