@@ -14,7 +14,9 @@ STAMP := $(VENV)/.installed
 TEST_DEBS := golang-go golang-github-fsnotify-fsnotify-dev util-linux bindfs fuse3 libfuse2
 #   podman, runc: a real container runtime to play the Kubernetes manifests; debootstrap: a base image
 #   without a registry; the rest are podman's helpers that --no-install-recommends would leave out
-E2E_DEBS := podman runc debootstrap uidmap slirp4netns fuse-overlayfs catatonit \
+#   caddy: the stand-in sidecar with no Python and no shell (e2e/test_sidecars.py), copied into an image
+#   built FROM scratch
+E2E_DEBS := podman runc debootstrap uidmap slirp4netns fuse-overlayfs catatonit caddy \
 	user-mode-linux kmod uml-utilities nfs-ganesha nfs-ganesha-vfs nfs-common samba cifs-utils iproute2
 IMAGE ?= exitdir:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 

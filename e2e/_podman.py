@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,6 +82,48 @@ def base_rootfs_tar() -> Path:
     return tar
 
 
+def shared_libraries(binary: Path) -> list[Path]:
+    """What ``ldd`` lists for ``binary``: its libraries and the loader, by the paths the loader looks them up
+    at (the vDSO has none: the kernel maps it)."""
+    listed = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True, timeout=60)
+    return [Path(match) for match in re.findall(r"(/\S+) \(0x[0-9a-f]+\)", listed.stdout)]
+
+
+def scratch_rootfs_tar(tar: Path, files: dict[str, Path], directories: dict[str, int]) -> None:
+    """A root filesystem for an image built FROM scratch: only ``files`` (path in the image: file here,
+    symlinks followed, since a library must be found under the name ``ldd`` printed), the ``directories``
+    given with their modes, and the parents of both; everything owned by root."""
+    made: set[str] = set()
+
+    def directory(out: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
+        for parent in list(reversed(Path(name).parents))[1:]:
+            directory(out, str(parent))
+        if name not in made and name != ".":
+            made.add(name)
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            out.addfile(info)
+
+    with tarfile.open(tar, "w") as out:
+        for name, mode in directories.items():
+            directory(out, name, mode)
+        for name, source in files.items():
+            directory(out, str(Path(name).parent))
+            real = source.resolve()
+            info = out.gettarinfo(str(real), arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with real.open("rb") as content:
+                out.addfile(info, content)
+
+
+def _member(archive: tarfile.TarFile, name: str) -> bytes:
+    content = archive.extractfile(name)
+    if content is None:
+        raise PodmanError(f"{name} in {archive.name!r} is not a file")
+    return content.read()
+
+
 class PodmanError(AssertionError):
     pass
 
@@ -135,13 +179,14 @@ class Podman:
         self("import", "--change", f"ENV=PATH={PATH}", str(tar), BASE_IMAGE, timeout=300)
         return BASE_IMAGE
 
-    def build(self, context: Path, tag: str, base: str) -> None:
+    def build(self, context: Path, tag: str, base: str | None = None) -> None:
+        """``context``'s Containerfile built as ``tag``, offline; ``base`` is its BASE build argument."""
+        arguments = ["--build-arg", f"BASE={base}"] if base is not None else []
         self(
             "build",
             "--network",
             "none",
-            "--build-arg",
-            f"BASE={base}",
+            *arguments,
             "--tag",
             tag,
             "--file",
@@ -149,6 +194,22 @@ class Podman:
             str(context),
             timeout=600,
         )
+
+    def image_files(self, image: str) -> set[str]:
+        """Every path in ``image`` that is not a directory, read from its layers as `podman save` writes
+        them: what the image holds, not what a runtime adds to a container made from it."""
+        saved = self.state / "tmp" / f"saved-{os.getpid()}.tar"
+        self("save", "--format", "docker-archive", "--output", str(saved), image, timeout=300)
+        files: set[str] = set()
+        try:
+            with tarfile.open(saved) as archive:
+                (manifest,) = json.loads(_member(archive, "manifest.json"))
+                for layer in manifest["Layers"]:
+                    with tarfile.open(fileobj=io.BytesIO(_member(archive, layer))) as content:
+                        files.update(member.name for member in content if not member.isdir())
+        finally:
+            saved.unlink(missing_ok=True)
+        return files
 
     def reset(self) -> None:
         """Remove every pod, container and volume left in this state folder."""
@@ -275,7 +336,20 @@ class PlayedPod:
         self.podman("kube", "down", str(self.manifest), check=False)
 
 
-class Play(Protocol):
-    """The ``play`` fixture: run one of the shipped Jobs' pods, optionally edited first."""
+def assert_ended(pod: PlayedPod, timeout: float, **expected: int) -> None:
+    """Every container named exited with the status given, and the pod as a whole reached Exited (what
+    `kubectl get job` would report as complete, or failed)."""
+    codes = {name: pod.wait(name, timeout=timeout) for name in expected}
+    # pytest rewrites the asserts of test modules only: say what differed
+    assert codes == expected, f"exit statuses {codes}, expected {expected}"
+    state = pod.pod_state()
+    assert state == "Exited", f"pod {state}, expected Exited"
 
-    def __call__(self, manifest: str, edit: Callable[[dict[str, Any]], None] | None = None) -> PlayedPod: ...
+
+class Play(Protocol):
+    """The ``play`` fixture: run a Job's pod, optionally edited first: one of the shipped Jobs by its file
+    name in deploy/kubernetes, or a test's own by its path."""
+
+    def __call__(
+        self, manifest: str | Path, edit: Callable[[dict[str, Any]], None] | None = None
+    ) -> PlayedPod: ...

@@ -16,12 +16,24 @@ import yaml
 
 import exitdir
 
-from _podman import BASE_IMAGE, Play, PlayedPod, Podman, base_rootfs_tar, pod_from_job
+from _podman import (
+    BASE_IMAGE,
+    Play,
+    PlayedPod,
+    Podman,
+    base_rootfs_tar,
+    pod_from_job,
+    scratch_rootfs_tar,
+    shared_libraries,
+)
 from _rig import FIGURES, Rig, RigError
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 IMAGE = f"exitdir:{exitdir.__version__}"  # what every manifest names; see tests/test_manifests.py
+CADDY = ROOT / "e2e" / "caddy"
+CADDY_CONFIGS = ("site.json", "admin.json")  # in the caddy image's /etc/caddy
+CADDY_IMAGE = "exitdir-e2e-caddy:scratch"  # what e2e/pods/*.yaml name
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +111,25 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     return IMAGE
 
 
+@pytest.fixture(scope="session")
+def caddy_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The stand-in sidecar with no Python and no shell: Debian's caddy binary, the libraries ``ldd`` lists
+    for it and its two configs, in an image built FROM scratch (e2e/caddy/Containerfile)."""
+    binary = shutil.which("caddy")
+    if binary is None:
+        pytest.fail("missing caddy: run `make e2e-deps`, which installs it", pytrace=False)
+    context = tmp_path_factory.mktemp("caddy-context")
+    shutil.copy(CADDY / "Containerfile", context / "Containerfile")
+    files = {"usr/bin/caddy": Path(binary)}
+    files.update({str(library).lstrip("/"): library for library in shared_libraries(Path(binary))})
+    files.update({f"etc/caddy/{config}": CADDY / config for config in CADDY_CONFIGS})
+    # caddy's emptyDir is mounted here: podman gives a new volume the mode of its mount point, and caddy
+    # (user 65532) writes its autosaved config and instance id in it
+    scratch_rootfs_tar(context / "rootfs.tar", files, {"var/lib/caddy": 0o1777})
+    podman.build(context, f"localhost/{CADDY_IMAGE}")
+    return CADDY_IMAGE
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
@@ -116,8 +147,8 @@ def play(podman: Podman, image: str, tmp_path: Path, request: pytest.FixtureRequ
     logs of each container are printed when the test failed."""
     pods: list[PlayedPod] = []
 
-    def start(manifest: str, edit: Callable[[dict[str, Any]], None] | None = None) -> PlayedPod:
-        job = yaml.safe_load((MANIFESTS / manifest).read_text())
+    def start(manifest: str | Path, edit: Callable[[dict[str, Any]], None] | None = None) -> PlayedPod:
+        job = yaml.safe_load((manifest if isinstance(manifest, Path) else MANIFESTS / manifest).read_text())
         if edit is not None:
             edit(job)
         pod = pod_from_job(job, uuid.uuid4().hex[:8])

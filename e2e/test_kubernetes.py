@@ -18,23 +18,16 @@ import yaml
 
 from conftest import MANIFESTS
 
-from _podman import Play, PlayedPod, Podman, pod_from_job
+from _podman import Play, PlayedPod, Podman, assert_ended, pod_from_job
 
 WORK_SECONDS = 5
 GENEROUS = 60  # a pod's whole life, on a slow, shared machine
 TICK = re.compile(r"^\[Busy\] Tick at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} [+-]\d{4} \S+$")
 
 
-def _ended(pod: PlayedPod, **expected: int) -> None:
-    """Every container exited with the status given, and the pod as a whole reached Exited."""
-    codes = {name: pod.wait(name, timeout=GENEROUS) for name in expected}
-    assert codes == expected
-    assert pod.pod_state() == "Exited"
-
-
 def test_the_seeds_job_completes_because_busy_exits_when_work_is_done(play: Play) -> None:
     pod = play("job.yaml")
-    _ended(pod, work=0, busy=0)
+    assert_ended(pod, GENEROUS, work=0, busy=0)
 
     work, busy = pod.logs("work"), pod.logs("busy")
     assert [line.text for line in work] == ["[Work] Doing work...", "[Work] Exiting..."]
@@ -69,7 +62,7 @@ def test_without_exit_dir_busy_never_finishes_which_is_the_problem_solved(play: 
 
 def test_wrapped_sidecar_job_completes_and_the_helper_reports_zero(play: Play) -> None:
     pod = play("job-wrapped-sidecar.yaml")
-    _ended(pod, main=0, helper=0)
+    assert_ended(pod, GENEROUS, main=0, helper=0)
 
     main = pod.texts("main")
     assert main.count("[Main] done") == 1
@@ -82,7 +75,7 @@ def test_wrapped_sidecar_job_completes_and_the_helper_reports_zero(play: Play) -
 
 def test_failing_leader_fails_the_job_and_each_policy_reports_as_documented(play: Play) -> None:
     pod = play("job-failing-leader.yaml")
-    _ended(pod, main=3, helper=0, **{"helper-reports-leader": 3})
+    assert_ended(pod, GENEROUS, main=3, helper=0, **{"helper-reports-leader": 3})
     assert pod.texts("main")[0] == "[Main] 2 of 40 tests failed"
 
 
@@ -103,7 +96,7 @@ def test_pods_run_with_the_manifests_security_context(play: Play) -> None:
         assert state["EffectiveCaps"] in (None, [])
         assert "no-new-privileges" in state["HostConfig"]["SecurityOpt"]
         assert state["Config"]["User"].split(":")[0] == "65532"
-    _ended(pod, work=0, busy=0)
+    assert_ended(pod, GENEROUS, work=0, busy=0)
 
 
 def _as_the_kubelet_sets(env: list[dict[str, Any]], given: dict[str, str]) -> list[dict[str, Any]]:
