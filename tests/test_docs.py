@@ -1,5 +1,6 @@
-"""The README keeps in step with the command line: every option in its command's usage line, every exit
-status the code can return in the exit-status table."""
+"""The docs keep in step with the code: in the README every option in its command's usage line, every exit
+status the code can return in the exit-status table; on docs/sidecars.md every preset with its endpoint,
+every manifest it names, every excerpt as its manifest has it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from exitdir import _cli, _supervise
+from exitdir import _cli, _stops, _supervise
+from exitdir._ready import READY_PRESETS
+from exitdir._stops import QUIT_PRESETS
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 # Said once for every command instead of in each usage line.
@@ -51,3 +55,113 @@ def test_every_exit_status_the_code_returns_is_in_the_table() -> None:
     statuses |= {_supervise.EXIT_NOT_FOUND, _supervise.EXIT_NOT_EXECUTABLE}
     missing = sorted(status for status in statuses if str(status) not in rows)
     assert not missing, f"README's exit-status table lacks {missing}"
+
+
+SIDECARS = (Path(__file__).parent.parent / "docs" / "sidecars.md").read_text()
+MANIFEST_DIR = Path(__file__).parent.parent / "deploy" / "kubernetes"
+
+
+def _preset_rows() -> dict[str, list[str]]:
+    """The sidecars page's preset table: each preset's cells after its name."""
+    table = SIDECARS[SIDECARS.index("| preset | `--quit NAME` posts to |") :]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        if not line.startswith("| `"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def _endpoint(url: str) -> str:
+    """``http://127.0.0.1:15020/quitquitquit`` as the page writes it: ``127.0.0.1:15020/quitquitquit``."""
+    return url.split("://", 1)[1]
+
+
+@pytest.mark.parametrize("name", sorted(QUIT_PRESETS))
+def test_every_quit_preset_has_its_row_with_its_endpoint(name: str) -> None:
+    assert f"`POST {_endpoint(QUIT_PRESETS[name])}`" == _preset_rows()[name][0]
+
+
+@pytest.mark.parametrize("name", sorted(READY_PRESETS))
+def test_every_readiness_preset_has_its_row_with_its_endpoint(name: str) -> None:
+    assert f"`GET {_endpoint(READY_PRESETS[name])}`" == _preset_rows()[name][1]
+
+
+def test_the_preset_table_names_no_preset_the_code_lacks() -> None:
+    rows = _preset_rows()
+    assert set(rows) == set(QUIT_PRESETS) | set(READY_PRESETS)
+    assert all(row[1] == "—" for name, row in rows.items() if name not in READY_PRESETS)
+
+
+def test_every_hint_exitdir_gives_is_on_the_sidecars_page() -> None:
+    flowing = " ".join(SIDECARS.split())  # the page wraps its lines anywhere
+    for hint in _stops._HINTS.values():
+        assert hint in flowing
+
+
+def test_every_manifest_the_sidecars_page_names_exists() -> None:
+    named = set(re.findall(r"deploy/kubernetes/([\w.-]+\.yaml)", SIDECARS))
+    assert named, "the page names no manifest"
+    assert sorted(name for name in named if not (MANIFEST_DIR / name).is_file()) == []
+
+
+def _subtree(part: object, whole: object) -> bool:
+    """Whether ``part`` is ``whole`` abridged: mappings may leave keys out, lists of named mappings may
+    leave items out (matched by name), and the string ``...`` stands for any value."""
+    if part == "...":
+        return True
+    if isinstance(part, dict) and isinstance(whole, dict):
+        return all(key in whole and _subtree(value, whole[key]) for key, value in part.items())
+    if isinstance(part, list) and isinstance(whole, list):
+        if all(isinstance(item, dict) and "name" in item for item in part):
+            by_name = {item.get("name"): item for item in whole if isinstance(item, dict)}
+            return all(_subtree(item, by_name.get(item["name"])) for item in part)
+        return len(part) == len(whole) and all(map(_subtree, part, whole))
+    return part == whole
+
+
+def test_every_excerpt_on_the_sidecars_page_is_its_manifest_abridged() -> None:
+    excerpts = re.findall(
+        r"```yaml\n# deploy/kubernetes/([\w.-]+\.yaml): spec.template, abridged\n(.*?)```", SIDECARS, re.S
+    )
+    assert len(excerpts) == 4
+    for name, text in excerpts:
+        (job,) = [
+            doc for doc in yaml.safe_load_all((MANIFEST_DIR / name).read_text()) if doc["kind"] == "Job"
+        ]
+        assert _subtree(yaml.safe_load(text), job["spec"]["template"]), name
+
+
+def test_every_reference_link_on_the_sidecars_page_is_defined_and_used() -> None:
+    defined = set(re.findall(r"^\[([^\]]+)\]: https?://\S+$", SIDECARS, re.M))
+    text = re.sub(r"^\[[^\]]+\]: .*$", "", SIDECARS, flags=re.M)
+    text = re.sub(r"```.*?```|`[^`]*`", "", text, flags=re.S)  # code holds brackets of its own
+    used = set(re.findall(r"\]\[([^\]]+)\]", text))
+    used |= set(re.findall(r"(?<![\]\w])\[([^\]]+)\](?![(\[])", text))
+    assert sorted(used - defined) == []
+    assert sorted(defined - used) == []
+
+
+def test_the_spot_for_readiness_between_wrappers_is_kept_in_when_to_use_which() -> None:
+    section = SIDECARS[SIDECARS.index("## When to use which mechanism") :]
+    section = section[: section.index("\n## ")]
+    assert "<!-- readiness between wrappers: added with the feature -->" in section
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_on_the_sidecars_page_leads_somewhere() -> None:
+    docs = Path(__file__).parent.parent / "docs"
+    for target in re.findall(r"\]\(([^)\s]+)\)", SIDECARS):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        page = (docs / path).resolve() if path else docs / "sidecars.md"
+        assert page.exists(), target
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+            assert anchor in {_slug(h) for h in headings}, target
