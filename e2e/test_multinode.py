@@ -17,7 +17,7 @@ import pytest
 
 from exitdir._marker import VANISHED_REASON
 
-from _rig import FIGURES, Job, Rig, RigError
+from _rig import FIGURES, Job, Rig, RigError, poll
 
 EXITDIR = [sys.executable, "-m", "exitdir"]  # the checkout's venv: the nodes' root is the host's `/`
 GENEROUS = 20.0  # a follower's wake-up, or a command's run, on a slow machine running two more kernels
@@ -259,6 +259,23 @@ def test_a_sigkilled_leader_on_a_ends_followers_on_b_through_the_liveness_direct
     )
 
 
+def test_a_sigkilled_leader_ends_a_follower_on_its_own_node_too_with_a_liveness_directory(
+    rig: Rig, fs: str
+) -> None:
+    """An SMB client's lock test never sees a lock held on its own machine (measured): a follower beside
+    its leader reads this machine's lock table as well."""
+    exit_dir = _fresh_dir(rig, fs)
+    live = f"{exit_dir}-liveness"
+    leader = _leader_on_a(rig, exit_dir, live)
+    follower = rig.a.spawn(
+        [*EXITDIR, "follow", "--exit-code", "leader", "--dir", exit_dir, *_liveness(live), "--", *HELPER]
+    )
+    _ready(follower)
+    leader.kill()
+    assert _status(follower) == 1, follower.describe()
+    assert VANISHED_REASON in follower.err, follower.describe()
+
+
 def test_without_a_liveness_directory_followers_on_b_say_once_that_a_crash_goes_unseen(
     rig: Rig, fs: str
 ) -> None:
@@ -269,6 +286,71 @@ def test_without_a_liveness_directory_followers_on_b_say_once_that_a_crash_goes_
     assert _status(follower) == 124, follower.describe()  # it waited on, to its timeout: 15 poll intervals
     assert follower.err.count("cannot be detected") == 1, follower.describe()
     assert "EXITDIR_LIVENESS_DIR" in follower.err, follower.describe()
+
+
+def _said(job: Job, fragment: str) -> None:
+    """Wait until ``job`` has said ``fragment`` on stderr, where exitdir's own messages go."""
+    _checked(
+        lambda: poll(lambda: fragment in job.err or None, f"{fragment!r} on stderr", GENEROUS, job.describe)
+    )
+
+
+def test_a_helper_announced_ready_on_a_starts_the_leader_on_b_through_the_liveness_directory(
+    rig: Rig, fs: str
+) -> None:
+    """Readiness between wrappers across nodes: the lock on the exit directory stays in a's kernel, the one
+    on byte 2 of LDIR/db reaches the file server; and it goes when a's follower is killed."""
+    exit_dir = _fresh_dir(rig, fs)
+    live = f"{exit_dir}-liveness"
+    flag = f"{exit_dir}-db-up"  # on the share, made by the test through node a when "db" is up
+    announcer = rig.a.spawn(
+        [
+            *EXITDIR,
+            "follow",
+            "--dir",
+            exit_dir,
+            *_liveness(live),
+            "--name",
+            "db",
+            "--ready-file",
+            flag,
+            "--",
+            *HELPER,
+        ]
+    )
+    _ready(announcer)
+    blind = rig.b.spawn([*EXITDIR, "wait", "--dir", exit_dir, "--ready", "db", "--timeout", "1"])
+    leader = rig.b.spawn(
+        [
+            *EXITDIR,
+            "lead",
+            "--dir",
+            exit_dir,
+            *_liveness(live),
+            "--after",
+            "db",
+            "--wait-timeout",
+            "60",
+            "--",
+            "sh",
+            "-c",
+            "echo started",
+        ]
+    )
+    _said(leader, "waiting for db")
+    assert "started" not in leader.out, leader.describe()
+    _checked(lambda: rig.a.run(["touch", flag]))
+    _said(announcer, "db is ready")
+    announced = time.time()
+    assert _status(leader) == 0, leader.describe()
+    took = time.time() - announced
+    assert "started" in leader.out, leader.describe()
+    assert _status(announcer) == 0, announcer.describe()  # the leader's marker stopped its helper
+    assert _status(blind) == 124, blind.describe()  # without the liveness directory b never sees it
+    FIGURES.append(
+        f"`follow --name db --ready-file` on a announced, `lead --after db` on b started its program"
+        f" {took * 1000:.0f} ms later over {fs} (liveness directory given; probed every 0.05-0.5 s)"
+    )
 
 
 def _ends(jobs: dict[str, Job], timeout: float) -> dict[str, float]:

@@ -25,7 +25,7 @@ from ._config import (
 from ._errno import explain, lacking, lost
 from ._errors import ExitDirError
 from ._linux import HAVE_PROC_FD, boot_id, proc_fd_path
-from ._liveness import hold_liveness_file, lock_leader
+from ._liveness import hold_liveness_file, lock_leader, release
 from ._log import warn_once
 from ._marker import encode, read_marker
 
@@ -381,9 +381,11 @@ class Leadership:
 
     def _release(self) -> None:
         """Close the directory and our file in the liveness directory: the locks go with them."""
-        for fd in (self._spare_fd, self._dir_fd, self._liveness_fd):
+        for fd in (self._spare_fd, self._dir_fd):
             if fd is not None:
                 os.close(fd)
+        if self._liveness_fd is not None:
+            release(self._liveness_fd)
         self._spare_fd = self._dir_fd = self._liveness_fd = None
 
 

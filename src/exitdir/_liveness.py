@@ -66,6 +66,30 @@ def slot(name: str) -> int:
     return 2 * (digest % _SLOTS)
 
 
+# The files of liveness directories that this process holds locks on: path -> bytes held, and which
+# descriptor holds which. On SMB, closing any other descriptor of such a file in this process drops the
+# lock at the server (measured on the rig), and a test from this machine never sees it: so this process
+# never opens a file it holds to test it, since it knows the answer.
+_held_here: dict[str, set[int]] = {}
+_held_by_fd: dict[int, tuple[str, range]] = {}
+
+
+def release(fd: int) -> None:
+    """Close ``fd``, a descriptor that holds locks (from :func:`hold_liveness_file` or :func:`hold_ready`)."""
+    path, held = _held_by_fd.pop(fd, ("", range(0)))
+    if path:
+        remaining = _held_here.get(path, set()) - set(held)
+        if remaining:
+            _held_here[path] = remaining
+        else:
+            _held_here.pop(path, None)
+    os.close(fd)
+
+
+def _held_by_this_process(path: str) -> set[int] | None:
+    return _held_here.get(os.path.abspath(path))
+
+
 def ready_offset(name: str) -> int:
     """The lock offset by which the follower called ``name`` announces that its helper is ready."""
     return _READY_BASE + slot(name)
@@ -209,6 +233,9 @@ def _hold(liveness_dir: str, name: str, start: int, length: int, consequence: st
         while True:
             try:
                 lock_shared(fd, start, length)
+                key = os.path.abspath(path)
+                _held_here.setdefault(key, set()).update(range(start, start + length))
+                _held_by_fd[fd] = (key, range(start, start + length))
                 return fd
             except (BlockingIOError, PermissionError):  # EAGAIN, EACCES: a follower's test, for an instant
                 if time.monotonic() > deadline:
@@ -234,6 +261,9 @@ def is_ready(directory: str, name: str, liveness_dir: str | None) -> bool | None
         return True
     if liveness_dir is None:
         return None if held is None else False
+    mine = _held_by_this_process(os.path.join(liveness_dir, name))
+    if mine is not None:
+        return _READY_BYTE in mine  # never opened here: see _held_here
     bypass_client_caches(liveness_dir)  # a cached "no such file" would hide a new announcement
     try:
         fd = os.open(
@@ -265,7 +295,7 @@ def liveness_of(
     answer is taken as it is, since no crash is concluded from it."""
     if liveness_dir is None:
         return DirectoryLocks(directory)
-    return FileLocks(liveness_dir, answers_needed=1 if once else 2)
+    return FileLocks(liveness_dir, answers_needed=1 if once else 2, directory=directory)
 
 
 class DirectoryLocks:
@@ -305,8 +335,9 @@ class FileLocks:
     opened for each test, so a file replaced or created meanwhile is the one tested.
     """
 
-    def __init__(self, liveness_dir: str, *, answers_needed: int = 2) -> None:
+    def __init__(self, liveness_dir: str, *, answers_needed: int = 2, directory: str | None = None) -> None:
         self._dir = liveness_dir
+        self._directory = directory  # the exit directory, whose lock table shows this machine's leaders
         self._answers_needed = answers_needed
         self._held: dict[str, int] = {}  # name -> its file, open, while its leader is seen holding it
         self._closed = False
@@ -346,13 +377,26 @@ class FileLocks:
             if answer is None:
                 return None
             found[name] = answer
+        # This machine's leaders are in its own lock table too, where an SMB client's test from this machine
+        # does not see them (measured on the rig): what either view shows is running.
+        local = None if self._directory is None else held_offsets(self._directory)
+        if local:
+            for name in found:
+                here = leader_flags(local, name)
+                found[name] = (found[name][0] or here[0], found[name][1] or here[1])
         flags: dict[str | None, LockFlags] = {key: found[key] for key in keys if key is not None}
         if None in keys:
             flags[None] = (any(r for r, _ in found.values()), any(s for _, s in found.values()))
+            if local:
+                here = leader_flags(local, None)
+                flags[None] = (flags[None][0] or here[0], flags[None][1] or here[1])
         return flags
 
     def _test(self, name: str) -> LockFlags | None:
         """(running, restartable) for leader ``name``; None if this test was inconclusive."""
+        mine = _held_by_this_process(os.path.join(self._dir, name))
+        if mine is not None:  # never opened here: see _held_here
+            return 0 in mine, 1 in mine
         kept = self._held.pop(name, None)
         if kept is not None:
             try:

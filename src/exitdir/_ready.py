@@ -165,9 +165,11 @@ class Announcement:
 
     def close(self) -> None:
         """Withdraw the announcement; idempotent."""
+        from ._liveness import release
+
         fds, self._fds = self._fds, []
         for fd in fds:
-            os.close(fd)
+            release(fd)
 
     def __enter__(self) -> Announcement:
         return self
