@@ -143,10 +143,14 @@ def test_every_reference_link_on_the_sidecars_page_is_defined_and_used() -> None
     assert sorted(defined - used) == []
 
 
-def test_the_spot_for_readiness_between_wrappers_is_kept_in_when_to_use_which() -> None:
+def test_when_to_use_which_covers_readiness_between_wrappers_with_the_real_options() -> None:
     section = SIDECARS[SIDECARS.index("## When to use which mechanism") :]
     section = section[: section.index("\n## ")]
-    assert "<!-- readiness between wrappers: added with the feature -->" in section
+    for option in ("--name", "--ready-tcp", "--ready-http", "--ready-file", "--ready-cmd"):
+        assert option in section
+        assert any(option in spellings for spellings in options("follow")), option
+    assert any("--after" in spellings for spellings in options("lead"))
+    assert any("--ready" in spellings for spellings in options("wait"))
 
 
 def _slug(heading: str) -> str:
