@@ -98,7 +98,8 @@ def test_a_stop_only_follower_posts_to_the_sidecars_quit_endpoint_after_the_mark
     """Stand-in: caddy's POST /stop for a distroless sidecar's quit endpoint (see the module docstring)."""
     pod = play(PODS / "sidecar-post.yaml")
     assert_ended(pod, GENEROUS, main=0, stopper=0, caddy=0)
-    assert pod.texts("main") == [WAITING, *FETCHED]
+    # `lead` says it waits only when caddy is not up at its first probe: here it may already be.
+    assert pod.texts("main") in ([WAITING, *FETCHED], FETCHED)
     marker = _marker(pod)
     assert marker["code"] == 0
     _stopped_after_the_marker(pod, marker)
@@ -112,7 +113,8 @@ def test_b_in_a_shared_pid_namespace_the_follower_stops_caddy_by_name_with_sigte
     say that it ended after SIGTERM."""
     pod = play(PODS / "sidecar-process.yaml")
     assert_ended(pod, GENEROUS, main=0, stopper=0, caddy=0)
-    assert pod.texts("main") == [WAITING, *FETCHED]
+    # `lead` says it waits only when caddy is not up at its first probe: here it may already be.
+    assert pod.texts("main") in ([WAITING, *FETCHED], FETCHED)
     marker = _marker(pod)
     (stopped,) = pod.texts("stopper")
     # a pid of the pod's shared namespace, where the infrastructure container's init is 1
