@@ -267,12 +267,10 @@ def _ready_awaited(args: argparse.Namespace) -> int:
         raise _UsageError("--ready waits for announcements, not for a marker: drop --leader and --json")
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
-    from ._ready import Dependency, wait_ready
+    from ._ready import wait_ready
 
-    wanted = [
-        Dependency("after", name, directory=args.dir, liveness_dir=args.liveness_dir) for name in args.ready
-    ]
-    missing = wait_ready(list(dict.fromkeys(wanted)), args.timeout)
+    announced = _given(args, (("ready", "after"),), directory=args.dir, liveness_dir=args.liveness_dir)
+    missing = wait_ready(announced, args.timeout)
     if missing:
         what = ", ".join(dependency.target for dependency in missing)
         _say(args, f"timed out after {args.timeout:g} s waiting for {what} to be announced ready")
@@ -478,37 +476,45 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     return ended.code
 
 
-def _dependencies(args: argparse.Namespace) -> list[Dependency]:
-    if not (args.wait_ready or args.wait_http or args.wait_tcp or args.wait_file or args.after):
+# The options that name dependencies, each with the kind it names, in the order they are probed.
+_WAITS = (
+    ("wait_ready", "preset"),
+    ("wait_http", "http"),
+    ("wait_tcp", "tcp"),
+    ("wait_file", "file"),
+    ("after", "after"),
+)
+_PROBES = (("ready_tcp", "tcp"), ("ready_http", "http"), ("ready_file", "file"), ("ready_cmd", "cmd"))
+
+
+def _given(
+    args: argparse.Namespace, options: Sequence[tuple[str, str]], **where: str | None
+) -> list[Dependency]:
+    """The dependencies ``options`` give (a target given twice, once), ``where`` to look for announcements."""
+    wanted = [(kind, target) for option, kind in options for target in getattr(args, option) or ()]
+    if not wanted:
         return []  # nothing imported: at a low `ulimit -n` every module file read counts
     from ._ready import READY_PRESETS, Dependency
 
-    wanted = [("http", READY_PRESETS[name]) for name in args.wait_ready or ()]
-    wanted += [("http", url) for url in args.wait_http or ()]
-    wanted += [("tcp", target) for target in args.wait_tcp or ()]
-    wanted += [("file", path) for path in args.wait_file or ()]
-    wanted += [("after", name) for name in args.after or ()]
-    where = {"directory": args.dir, "liveness_dir": args.liveness_dir}
+    wanted = [
+        ("http", READY_PRESETS[target]) if kind == "preset" else (kind, target) for kind, target in wanted
+    ]
     return [Dependency(kind, target, **where) for kind, target in dict.fromkeys(wanted)]
+
+
+def _dependencies(args: argparse.Namespace) -> list[Dependency]:
+    """What ``lead --wait-*`` and ``--after`` wait for before starting the program."""
+    return _given(args, _WAITS, directory=args.dir, liveness_dir=args.liveness_dir)
 
 
 def _probes(args: argparse.Namespace) -> list[Dependency]:
     """What ``follow --ready-*`` probes before announcing its helper ready under ``--name``."""
-    if not (args.ready_tcp or args.ready_http or args.ready_file or args.ready_cmd):
-        if args.name is not None:
-            raise _UsageError(
-                "--name says under which name a helper is announced ready: add a --ready-... probe"
-            )
-        return []
-    if args.name is None:
+    probes = _given(args, _PROBES)
+    if probes and args.name is None:
         raise _UsageError("--ready-... probes announce a helper ready under a name: add --name NAME")
-    from ._ready import Dependency
-
-    wanted = [("tcp", target) for target in args.ready_tcp or ()]
-    wanted += [("http", url) for url in args.ready_http or ()]
-    wanted += [("file", path) for path in args.ready_file or ()]
-    wanted += [("cmd", command) for command in args.ready_cmd or ()]
-    return [Dependency(kind, target) for kind, target in dict.fromkeys(wanted)]
+    if not probes and args.name is not None:
+        raise _UsageError("--name says under which name a helper is announced ready: add a --ready-... probe")
+    return probes
 
 
 def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: str) -> int | None:
