@@ -66,28 +66,24 @@ def slot(name: str) -> int:
     return 2 * (digest % _SLOTS)
 
 
-# The files of liveness directories that this process holds locks on: path -> bytes held, and which
-# descriptor holds which. On SMB, closing any other descriptor of such a file in this process drops the
-# lock at the server (measured on the rig), and a test from this machine never sees it: so this process
-# never opens a file it holds to test it, since it knows the answer.
-_held_here: dict[str, set[int]] = {}
-_held_by_fd: dict[int, tuple[str, range]] = {}
+# The files of liveness directories that this process holds locks on: descriptor -> (path, bytes held).
+# On SMB, closing any other descriptor of such a file in this process drops the lock at the server
+# (measured on the rig), and a test from this machine never sees it: so this process never opens a file
+# it holds to test it, since it knows the answer.
+_held_here: dict[int, tuple[str, range]] = {}
 
 
 def release(fd: int) -> None:
     """Close ``fd``, a descriptor that holds locks (from :func:`hold_liveness_file` or :func:`hold_ready`)."""
-    path, held = _held_by_fd.pop(fd, ("", range(0)))
-    if path:
-        remaining = _held_here.get(path, set()) - set(held)
-        if remaining:
-            _held_here[path] = remaining
-        else:
-            _held_here.pop(path, None)
+    _held_here.pop(fd, None)
     os.close(fd)
 
 
 def _held_by_this_process(path: str) -> set[int] | None:
-    return _held_here.get(os.path.abspath(path))
+    """The bytes of ``path`` that this process holds locked, or None if it holds none."""
+    wanted = os.path.abspath(path)
+    held = {byte for where, locked in _held_here.values() if where == wanted for byte in locked}
+    return held or None
 
 
 def ready_offset(name: str) -> int:
@@ -188,9 +184,7 @@ def hold_ready(directory: str, name: str, liveness_dir: str | None) -> list[int]
     try:
         os.makedirs(directory, exist_ok=True)  # the leader would create it: the follower may be first
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        if not HAVE_OFD_LOCKS:
-            raise OSError(errno.ENOSYS, "open file description locks are not available on this platform")
-        lock_shared(fd, ready_offset(name), 1)
+        lock_shared(fd, ready_offset(name), 1)  # ENOSYS where OFD locks do not exist: said below
         held.append(fd)
     except OSError as err:
         if fd is not None:
@@ -233,9 +227,7 @@ def _hold(liveness_dir: str, name: str, start: int, length: int, consequence: st
         while True:
             try:
                 lock_shared(fd, start, length)
-                key = os.path.abspath(path)
-                _held_here.setdefault(key, set()).update(range(start, start + length))
-                _held_by_fd[fd] = (key, range(start, start + length))
+                _held_here[fd] = (os.path.abspath(path), range(start, start + length))
                 return fd
             except (BlockingIOError, PermissionError):  # EAGAIN, EACCES: a follower's test, for an instant
                 if time.monotonic() > deadline:
