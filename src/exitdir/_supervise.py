@@ -167,14 +167,20 @@ def _cause(why: str, token: ExitToken | None, timeout: float | None) -> str:
     return f"leader signalled ({describe(None if token is None else token.marker)})"
 
 
-def _spawn(argv: Sequence[str]) -> int | ChildExit:
+def _spawn(argv: Sequence[str], file_actions: Sequence[tuple[object, ...]] = ()) -> int | ChildExit:
     """The child's pid, or how starting it failed, as a shell would report it (127 not found, 126 else)."""
     command = argv[0]
     if not command:  # names no program, as bash says (`: command not found`, 127)
         return ChildExit(EXIT_NOT_FOUND, "command not found: ''")
     try:
         return os.posix_spawnp(
-            command, list(argv), _environment(), setpgroup=0, setsigmask=(), setsigdef=CHILD_DEFAULTS
+            command,
+            list(argv),
+            _environment(),
+            file_actions=file_actions,
+            setpgroup=0,
+            setsigmask=(),
+            setsigdef=CHILD_DEFAULTS,
         )
     except OSError as err:
         if err.errno == errno.ENOENT:
@@ -341,28 +347,21 @@ def run_probe(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
     """
     deadline = time.monotonic() + timeout
     read_end, write_end = os.pipe()
+    quiet = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_DUP2, write_end, 2),
+    ]
     try:
         with _probes_lock:
-            pid = os.posix_spawnp(
-                argv[0],
-                list(argv),
-                _environment(),
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, write_end, 2),
-                ],
-                setpgroup=0,
-                setsigmask=(),
-                setsigdef=CHILD_DEFAULTS,
-            )
-            _probe_statuses[pid] = None
-    except (OSError, ValueError) as err:
-        os.close(read_end)
-        why = "command not found" if isinstance(err, FileNotFoundError) else _spawn_error(err)
-        return None, f"cannot run {argv[0]}: {why}"
+            pid = _spawn(argv, quiet)
+            if isinstance(pid, int):
+                _probe_statuses[pid] = None
     finally:
         os.close(write_end)
+    if isinstance(pid, ChildExit):
+        os.close(read_end)
+        return None, pid.reason
     try:
         said = _read_until_closed(read_end, deadline)
         status, killed = _probe_status(pid, deadline)
@@ -377,10 +376,6 @@ def run_probe(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
         return None, "its exit status was lost"
     ended = ChildExit.from_wait_status(status)
     return ended.code, last or ("" if ended.code == 0 else ended.reason)
-
-
-def _spawn_error(err: OSError | ValueError) -> str:
-    return explain(err) if isinstance(err, OSError) else str(err)
 
 
 def _read_until_closed(fd: int, deadline: float) -> bytes:
