@@ -56,7 +56,7 @@ class Dependency:
     (``HOST:PORT`` accepting a connection), ``"file"`` (a path that exists), ``"cmd"`` (a command line,
     split as a shell would, that exits 0) or ``"after"`` (the exitdir follower called ``target`` has
     announced its helper ready: see :func:`announce_ready`; through ``directory`` and ``liveness_dir``,
-    by default ``$EXIT_DIR`` and ``$EXITDIR_LIVENESS_DIR``).
+    by default ``$EXIT_DIR`` and ``$EXITDIR_LIVENESS_DIR``, resolved once, here).
 
     >>> Dependency("file", "/").probe()
     ''
@@ -87,7 +87,9 @@ class Dependency:
             validate_name(target)
         elif not isinstance(target, str):
             raise ExitDirError(f"file dependency {target!r} is not a path: give one such as '/run/ready'")
-        self.directory, self.liveness_dir = directory, liveness_dir
+        # Where an announcement is looked for: only an "after" dependency looks anywhere.
+        self.directory = resolve_directory(directory) if kind == "after" else None
+        self.liveness_dir = resolve_liveness_dir(liveness_dir, self.directory) if kind == "after" else None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Dependency):
@@ -112,7 +114,7 @@ class Dependency:
     @property
     def local(self) -> bool:
         """Whether only this machine's kernel is asked: it may be probed often."""
-        return self.kind == "file" or (self.kind == "after" and self._liveness_dir() is None)
+        return self.kind == "file" or (self.kind == "after" and self.liveness_dir is None)
 
     def probe(self) -> str:
         """'' when ready; else why not, in a few words."""
@@ -129,16 +131,12 @@ class Dependency:
             return self._probe_announcement()
         return _probe_http(self.target)
 
-    def _liveness_dir(self) -> str | None:
-        return resolve_liveness_dir(self.liveness_dir, resolve_directory(self.directory))
-
     def _probe_announcement(self) -> str:
         from ._liveness import is_ready
 
-        directory = resolve_directory(self.directory)
-        if directory is None:
+        if self.directory is None:
             return "no exit directory to look in: set EXIT_DIR or pass one"
-        ready = is_ready(directory, self.target, self._liveness_dir())
+        ready = is_ready(self.directory, self.target, self.liveness_dir)
         if ready is None:
             return "cannot tell this time (the lock table cannot be read)"
         return "" if ready else "not announced ready yet"
@@ -222,13 +220,14 @@ def announce_when_ready(
     held: list[Announcement] = []
     guard = threading.Lock()
     began = time.monotonic()
-    next_note = [began + FIRST_NOTE]
+    next_note = began + FIRST_NOTE
 
     def note(why: dict[Dependency, str]) -> None:
         """Say now and then why the helper is not ready yet: whoever waits for it sees only that it is not."""
+        nonlocal next_note
         now = time.monotonic()
-        if now >= next_note[0]:
-            next_note[0] = now + LATER_NOTES
+        if now >= next_note:
+            next_note = now + LATER_NOTES
             what = "; ".join(f"{probe.describe()}: {reason}" for probe, reason in why.items())
             say(f"{name} not ready after {now - began:.0f} s: {what}")
 
