@@ -167,6 +167,28 @@ def validate_probe_command(command: str) -> list[str]:
     return words
 
 
+def validate_attempts(attempts: object) -> int:
+    """``attempts`` if it is a whole number of at least 1: how many times a stop action is tried.
+
+    >>> validate_attempts(3)
+    3
+    """
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise _error(f"attempts={attempts!r} is not a whole number of at least 1: use 1 to try once")
+    return attempts
+
+
+def validate_file_dependency(path: object) -> str:
+    """``path`` if it can name a file that a dependency waits for.
+
+    >>> validate_file_dependency("/run/ready")
+    '/run/ready'
+    """
+    if not isinstance(path, str):
+        raise _error(f"file dependency {path!r} is not a path: give one such as '/run/ready'")
+    return path
+
+
 def validate_require_dir(require_dir: object) -> bool | None:
     """``require_dir`` if it is True, False or None (None: ``$EXITDIR_REQUIRE_DIR`` decides)."""
     if require_dir is None or isinstance(require_dir, bool):

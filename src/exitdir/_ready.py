@@ -21,6 +21,7 @@ from ._config import (
     resolve_directory,
     resolve_liveness_dir,
     validate_choice,
+    validate_file_dependency,
     validate_host_port,
     validate_name,
     validate_probe_command,
@@ -85,8 +86,8 @@ class Dependency:
             self.argv = validate_probe_command(target)
         elif kind == "after":
             validate_name(target)
-        elif not isinstance(target, str):
-            raise ExitDirError(f"file dependency {target!r} is not a path: give one such as '/run/ready'")
+        else:
+            validate_file_dependency(target)
         # Where an announcement is looked for: only an "after" dependency looks anywhere.
         self.directory = resolve_directory(directory) if kind == "after" else None
         self.liveness_dir = resolve_liveness_dir(liveness_dir, self.directory) if kind == "after" else None

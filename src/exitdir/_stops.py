@@ -141,15 +141,10 @@ def quit_sidecar(target: str, *, timeout: float = POST_TIMEOUT, attempts: int = 
     >>> quit_sidecar("http://127.0.0.1:9/quitquitquit").describe()  # the discard port: nothing listens
     'http://127.0.0.1:9/quitquitquit: absent: connection refused: nothing listens there'
     """
-    from ._config import validate_seconds, validate_url
+    from ._config import validate_attempts, validate_seconds, validate_url
 
     url = QUIT_PRESETS.get(target) or validate_url(target)
-    seconds = validate_seconds(timeout, "timeout=")
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
-        from ._errors import ExitDirError
-
-        raise ExitDirError(f"attempts={attempts!r} is not a whole number of at least 1: use 1 to try once")
-    return post(url, timeout=seconds, attempts=attempts)
+    return post(url, timeout=validate_seconds(timeout, "timeout="), attempts=validate_attempts(attempts))
 
 
 def in_parallel(actions: Sequence[Callable[[], T]]) -> list[T]:
