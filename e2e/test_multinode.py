@@ -26,16 +26,8 @@ TRIALS = 5  # latency samples per filesystem
 _names = itertools.count()
 
 # `exitdir wait` prints nothing before the marker; this one prints `ready` from inside main(), as it
-# starts waiting (as tests/test_cli.py does).
-WAIT_ANNOUNCING_READY = (
-    "import sys, exitdir._cli as cli, exitdir._token as token\n"
-    "real_wait = token.ExitToken.wait\n"
-    "def wait(self, timeout=None):\n"
-    "    print('ready', flush=True)\n"
-    "    return real_wait(self, timeout)\n"
-    "token.ExitToken.wait = wait\n"
-    "sys.exit(cli.main(sys.argv[1:]))\n"
-)
+# starts waiting (tests/test_cli.py uses it too).
+ANNOUNCING_MAIN = str(Path(__file__).parent.parent / "tests" / "children" / "announcing_main.py")
 AWARE_FOLLOWER = (
     "import sys, time, exitdir\n"
     "token = exitdir.aware()\n"  # watches $EXIT_DIR from here on
@@ -117,7 +109,7 @@ def fs(request: pytest.FixtureRequest) -> str:
 
 def test_exitdir_exit_on_a_ends_exitdir_wait_on_b_with_the_markers_code(rig: Rig, fs: str) -> None:
     exit_dir = _fresh_dir(rig, fs)
-    waiter = rig.b.spawn([sys.executable, "-c", WAIT_ANNOUNCING_READY, "wait", "--json", "--dir", exit_dir])
+    waiter = rig.b.spawn([sys.executable, ANNOUNCING_MAIN, "wait", "--json", "--dir", exit_dir])
     _ready(waiter)
     _checked(lambda: rig.a.run([*EXITDIR, "exit", "--code", "9", "--reason", "done on a", "--dir", exit_dir]))
     assert _status(waiter) == 0, waiter.describe()

@@ -16,6 +16,8 @@ from exitdir._cli import EXIT_TIMEOUT, main
 
 from _support import EXITDIR, GENEROUS, Child
 
+ANNOUNCING_MAIN = Path(__file__).parent / "children" / "announcing_main.py"
+
 
 def test_exit_writes_a_marker_with_code_and_reason(exit_dir: Path) -> None:
     assert (
@@ -154,16 +156,7 @@ def test_wait_in_a_real_process_is_woken_by_exit_in_another(exit_dir: Path, spaw
 
 def _wait_command_announcing_ready(exit_dir: Path) -> list[str]:
     """`exitdir wait` in a real process that prints `ready` from inside main(), as it starts waiting."""
-    code = (
-        "import sys, exitdir._cli as cli, exitdir._token as token\n"
-        "real_wait = token.ExitToken.wait\n"
-        "def wait(self, timeout=None):\n"
-        "    print('ready', flush=True)\n"
-        "    return real_wait(self, timeout)\n"
-        "token.ExitToken.wait = wait\n"
-        f"sys.exit(cli.main(['wait', '--dir', {str(exit_dir)!r}]))\n"
-    )
-    return [sys.executable, "-c", code]
+    return [sys.executable, str(ANNOUNCING_MAIN), "wait", "--dir", str(exit_dir)]
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
