@@ -174,6 +174,20 @@ def test_all_and_any_both_set_is_a_usage_error_naming_both(
     assert _cli.main(["status", "--any", "--dir", "/nonexistent"]) == 0  # a flag settles it
 
 
+def test_a_usage_error_about_an_option_set_by_its_variable_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # EXITDIR_NAME set for the whole pod, meant for the leader, reaches a follower too.
+    monkeypatch.setenv("EXITDIR_NAME", "app")
+    assert _cli.main(["follow", "--", "true"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("exitdir: usage: --name says under which name a helper is announced ready")
+    assert line.endswith("(--name is set by EXITDIR_NAME)")
+    monkeypatch.setenv("EXITDIR_SIGNAL", "INT")
+    assert _cli.main(["lead", "--grace", "3", "--", "true"]) == 2  # --grace by its flag: nothing to add
+    assert capsys.readouterr().err.endswith("add --kill-descendants (--signal is set by EXITDIR_SIGNAL)\n")
+
+
 def test_help_works_whatever_the_environment_holds_and_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1008,6 +1008,8 @@ _ENVIRONMENT_EPILOG = (
 # Read by the library itself, as before: an invalid value is an error only when there is no exit
 # directory, so a leader that has one always writes its marker.
 _READ_BY_THE_LIBRARY = (ENV_REQUIRE_DIR,)
+# The options this run took from their variables ({"--name": "EXITDIR_NAME"}), for its usage errors.
+_set_by_variable: dict[str, str] = {}
 
 
 def _variable(action: argparse.Action) -> str | None:
@@ -1035,8 +1037,22 @@ def _variables_set(
     return found
 
 
+def _naming_variables(message: str) -> str:
+    """A usage error that names an option this run took from its variable says so: the user wrote
+    EXITDIR_NAME, not --name (an EXITDIR_NAME set for the whole pod reaches a follower too)."""
+    import re  # loaded with argparse already
+
+    named = dict.fromkeys(re.findall(r"--[a-z][a-z-]*", message))
+    notes = [
+        f"{option} is set by {_set_by_variable[option]}" for option in named if option in _set_by_variable
+    ]
+    return f"{message} ({'; '.join(notes)})" if notes else message
+
+
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     import argparse
+
+    _set_by_variable.clear()
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
@@ -1071,7 +1087,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
             value through the flag's own type and choices, a list item by item; ``default`` if none sets
             it. Two variables for one destination (EXITDIR_ALL, EXITDIR_ANY) are a usage error."""
             lists = tuple(self._registry_get("action", kind) for kind in ("append", "extend"))
-            value, set_by = default, []
+            value, set_by = default, {}
             for action, variable, text in given:
                 option = next(option for option in action.option_strings if option.startswith("--"))
                 scratch = argparse.Namespace(**{action.dest: default})
@@ -1091,10 +1107,12 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
                 except ExitDirError as err:
                     self.error(f"{variable}={text}: {err}")
                 value = getattr(scratch, action.dest)
-                set_by.append(variable)
+                set_by[option] = variable
             if len(set_by) > 1:
                 options = ", ".join(option for action, _, _ in given for option in action.option_strings)
-                self.error(f"{' and '.join(set_by)} are both set, for one choice ({options}): unset one")
+                both = " and ".join(set_by.values())
+                self.error(f"{both} are both set, for one choice ({options}): unset one")
+            _set_by_variable.update(set_by)
             return value
 
     parser = _Parser(
@@ -1203,7 +1221,7 @@ def _main(argv: Sequence[str]) -> int:
     except _Terminated:
         return 128 + signal.SIGTERM
     except _UsageError as err:
-        _stderr.line(f"exitdir: usage: {err}")
+        _stderr.line(f"exitdir: usage: {_naming_variables(str(err))}")
         return EXIT_USAGE
     except ExitDirError as err:
         _error(str(err))
