@@ -44,8 +44,9 @@ if TYPE_CHECKING:
     from ._leader import Leadership
     from ._marker import Marker
     from ._ready import Dependency
+    from ._signals import SignalRelay
     from ._stops import Stopped
-    from ._supervise import ChildExit
+    from ._supervise import ChildExit, Outcome
     from ._token import ExitToken
 
 EXIT_OK = 0
@@ -235,13 +236,22 @@ def _follower_token(args: argparse.Namespace) -> ExitToken:
 def _marker_awaited(args: argparse.Namespace, then: str = "") -> Marker | None:
     """Wait as ``wait`` does, for ``--timeout`` seconds at most: the marker, or None (said) on a timeout,
     followed by ``then`` (what is done next)."""
+    token = _token_awaited(args, then)
+    return None if token is None else token.marker
+
+
+def _token_awaited(args: argparse.Namespace, then: str = "") -> ExitToken | None:
+    """As :func:`_marker_awaited`, the token itself (closed, tripped): its marker and its exit status."""
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
     with _follower_token(args) as token:
         if not token.wait(args.timeout):
             _say(args, f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}{then}")
             return None
-        return token.marker
+        return token
+
+
+WAIT_POLICIES = ("zero", "leader")
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
@@ -249,22 +259,35 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
     if args.ready:
         return _ready_awaited(args)
-    marker = _marker_awaited(args)
-    if marker is None:
+    token = _token_awaited(args)
+    if token is None:
         return EXIT_TIMEOUT
+    marker = token.marker
+    assert marker is not None  # the token tripped
     if args.json:
         import json
 
         _print(json.dumps(marker.as_dict()))
     elif args.verbose:
         _print(describe(marker))
-    return EXIT_OK
+    status = token.exit_status if args.exit_code == "leader" else EXIT_OK
+    if status:
+        # The marker that decided it: the first named leader with that status, else the one that tripped.
+        ended = {**token.markers, marker.name: marker}
+        shown = next((m for m in ended.values() if m.exit_status == status), marker)
+        _say(args, f"leader did not succeed ({describe(shown)}): exiting {status}")
+    return status or EXIT_OK
 
 
 def _ready_awaited(args: argparse.Namespace) -> int:
     """``wait --ready NAME...``: until every NAME is announced ready, for ``--timeout`` seconds at most."""
     if args.leader or args.json:
         raise _UsageError("--ready waits for announcements, not for a marker: drop --leader and --json")
+    if args.exit_code == "leader":
+        raise _UsageError(
+            "--exit-code leader exits with a leader's code; --ready waits for announcements, which carry "
+            "none: drop one of them"
+        )
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
     from ._ready import wait_ready
@@ -409,7 +432,7 @@ def _reaping(args: argparse.Namespace) -> tuple[bool, bool]:
 
 def _cmd_lead(args: argparse.Namespace) -> int:
     from ._leader import Leadership
-    from ._supervise import NOT_STARTED, signal_relay, supervise
+    from ._supervise import EXITED, NOT_STARTED, signal_relay, supervise
 
     command = _command(args)
     stops = _stop_actions(args)
@@ -419,8 +442,19 @@ def _cmd_lead(args: argparse.Namespace) -> int:
         raise _UsageError(
             "--after waits for an announcement on the exit directory: set EXIT_DIR or pass --dir"
         )
-    if not args.kill_descendants and (args.signal is not None or args.grace is not None):
-        raise _UsageError("--signal and --grace say how to stop what CMD leaves: add --kill-descendants")
+    if not (args.kill_descendants or args.stop_on) and (args.signal is not None or args.grace is not None):
+        raise _UsageError(
+            "--signal and --grace say how to stop CMD or what it leaves: add --stop-on or --kill-descendants"
+        )
+    if args.stop_on and resolve_directory(args.dir) is None:
+        raise _UsageError(
+            "--stop-on watches the exit directory for a follower's marker: set EXIT_DIR or pass --dir"
+        )
+    if args.stop_on and args.name in args.stop_on:
+        raise _UsageError(
+            f"--stop-on {args.name} names this leader's own marker, written when CMD ends: give the --name "
+            "of a follow --report-failure"
+        )
     reap_all, kill_descendants = _reaping(args)  # first: it may load ctypes, which takes a descriptor
     run = Leadership(
         args.name,
@@ -446,11 +480,13 @@ def _cmd_lead(args: argparse.Namespace) -> int:
         return not_ready
     try:
         relay = signal_relay()
+        watched = _failing_followers(args)  # --stop-on: only then is the follower's machinery loaded
     except ExitDirError as err:
         return _not_started(run, command[0], err)
     try:
         outcome = supervise(
             command,
+            until=watched,
             relay=relay,
             stop_signal=signal.SIGTERM if args.signal is None else args.signal,
             grace=10.0 if args.grace is None else args.grace,
@@ -461,8 +497,13 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     except BaseException:
         run.finish(1, "exitdir lead failed")  # never leave followers waiting for a leader that is gone
         raise
+    finally:
+        if watched is not None:
+            watched.close()
+    if outcome.why not in (EXITED, NOT_STARTED):  # --stop-on: a follower failed, or cannot be watched
+        return _stopped_for_follower(args, run, command[0], outcome=outcome, watched=watched, stops=stops)
     ended = outcome.child
-    assert ended is not None  # lead passes no token: its outcome is EXITED or NOT_STARTED
+    assert ended is not None
     if outcome.why == NOT_STARTED:
         _error(ended.reason)
     elif run.directory is not None and not run.writes_marker(ended.code):
@@ -474,6 +515,57 @@ def _cmd_lead(args: argparse.Namespace) -> int:
         return ended.code or EXIT_ERROR  # never report success when the followers were not told
     _after_stops(stops, ended.code, args)  # the program's status stands: the marker carries it
     return ended.code
+
+
+def _failing_followers(args: argparse.Namespace) -> ExitToken | None:
+    """``lead --stop-on NAME...``: the token that trips when one of those followers reports its helper's
+    failure, or is gone without a marker; None without the option (nothing of the follower's loaded)."""
+    if not args.stop_on:
+        return None
+    from ._token import followers_failing
+
+    directory = resolve_directory(args.dir)
+    assert directory is not None  # refused as a usage error before
+    return followers_failing(directory, args.stop_on, liveness_dir=args.liveness_dir)
+
+
+def _stopped_for_follower(
+    args: argparse.Namespace,
+    run: Leadership,
+    command: str,
+    *,
+    outcome: Outcome,
+    watched: ExitToken | None,
+    stops: list[Callable[[], list[Stopped]]],
+) -> int:
+    """``lead --stop-on``: CMD was stopped (or not started) because a follower failed, or is gone: exit with
+    the follower's status (1 when it is unknown or 0: CMD did not get to finish), and write the marker
+    with it, naming the follower, so that every other follower ends too."""
+    from ._marker import describe
+    from ._supervise import FAILED
+
+    if outcome.why == FAILED or watched is None or watched.marker is None:
+        _error(str(outcome.error))
+        code, why = EXIT_ERROR, f"cannot watch for the followers of --stop-on: {outcome.error}"
+    else:
+        marker = watched.marker
+        code = marker.exit_status or EXIT_ERROR
+        told = marker.reason if marker.reason and marker.reason.startswith(marker.name) else None
+        why = told or describe(marker)
+    if outcome.child is None:
+        reason = f"{command} not started: {why}"
+        _error(f"{command} not started: {why}")
+    else:
+        reason = f"stopped: {why}"
+        _say(args, f"{command} stopped ({outcome.child.reason}) because {why}; exiting {code}")
+    if not run.writes_marker(code) and run.directory is not None:
+        _say(args, "--signal-on success: no marker written")
+    try:
+        run.finish(code, reason)
+    except ExitDirError as err:
+        _error(str(err))
+        return code
+    return _after_stops(stops, code, args)
 
 
 # The options that name dependencies, each with the kind it names, in the order they are probed.
@@ -512,8 +604,13 @@ def _probes(args: argparse.Namespace) -> list[Dependency]:
     probes = _given(args, _PROBES)
     if probes and args.name is None:
         raise _UsageError("--ready-... probes announce a helper ready under a name: add --name NAME")
-    if not probes and args.name is not None:
-        raise _UsageError("--name says under which name a helper is announced ready: add a --ready-... probe")
+    if args.report_failure and args.name is None:
+        raise _UsageError("--report-failure writes a marker named after this follower: add --name NAME")
+    if not probes and not args.report_failure and args.name is not None:
+        raise _UsageError(
+            "--name says under which name a helper is announced ready, or its failure reported: add a "
+            "--ready-... probe or --report-failure"
+        )
     return probes
 
 
@@ -591,18 +688,26 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     probes = _probes(args)
     if probes and resolve_directory(args.dir) is None:
         raise _UsageError("--ready-... announces on the exit directory: set EXIT_DIR or pass --dir")
+    if args.report_failure and resolve_directory(args.dir) is None:
+        raise _UsageError(
+            "--report-failure writes its marker into the exit directory: set EXIT_DIR or pass --dir"
+        )
     if not [arg for arg in args.command if arg != "--"]:
         if not stops:
             raise _UsageError(
                 "nothing to follow: give -- CMD to run a helper, or what to stop when the marker appears "
                 "(--post URL, --quit NAME, --process NAME, --pid-file PATH)"
             )
+        if args.report_failure:
+            raise _UsageError("--report-failure reports how a helper ended: run one with -- CMD")
         stop_announcing = _announce_when_ready(args, probes)
         try:
             return _follow_stop_only(args, stops)
         finally:
             stop_announcing()
     command = _command(args)
+    if args.report_failure:
+        _forget_own_report(args)
     reap_all, kill_descendants = _reaping(args)
     # The relay's descriptors first: under a low `ulimit -n` the watch then sees what is really left, and
     # polls (which holds none) where inotify would leave no room to list the directory.
@@ -617,16 +722,21 @@ def _cmd_follow(args: argparse.Namespace) -> int:
                 _say_no_directory(args, "the helper runs until it exits")
             stop_announcing = _announce_when_ready(args, probes)
             try:
-                outcome = supervise(
-                    command,
-                    until=token,
-                    relay=relay,
-                    timeout=args.timeout,
-                    stop_signal=args.signal,
-                    grace=args.grace,
-                    reap_all=reap_all,
-                    kill_descendants=kill_descendants,
-                    say=lambda message: _say(args, message),
+                outcome = _reporting(
+                    args,
+                    token,
+                    relay,
+                    lambda: supervise(
+                        command,
+                        until=token,
+                        relay=relay,
+                        timeout=args.timeout,
+                        stop_signal=args.signal,
+                        grace=args.grace,
+                        reap_all=reap_all,
+                        kill_descendants=kill_descendants,
+                        say=lambda message: _say(args, message),
+                    ),
                 )
             finally:
                 stop_announcing()
@@ -643,6 +753,68 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     if outcome.why == MARKER:
         return _after_stops(stops, _follow_status(args.exit_code, token.marker, outcome.child), args)
     return _after_stops(stops, EXIT_TIMEOUT, args)
+
+
+# A helper that ends after the wrapper received one of these was asked to stop: it did not fail on its own.
+_ASKED_TO_STOP = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+
+
+def _forget_own_report(args: argparse.Namespace) -> None:
+    """``follow --report-failure``: the marker of this follower's name is one an earlier run left (a
+    restarted container, a rerun step): removed before watching, as a leader removes its own."""
+    from ._leader import remove_own_marker
+
+    directory = resolve_directory(args.dir)
+    if directory is not None and os.path.lexists(os.path.join(directory, args.name)):
+        remove_own_marker(directory, args.name)
+
+
+def _reporting(
+    args: argparse.Namespace, token: ExitToken, relay: SignalRelay, supervised: Callable[[], Outcome]
+) -> Outcome:
+    """Run ``supervised``; with ``--report-failure``, holding the lock that shows ``lead --stop-on NAME``
+    this follower running, and after it report the helper's failure, *then* let the lock go: a follower
+    is never seen gone without its report."""
+    directory = token.directory
+    if not args.report_failure or directory is None:
+        return supervised()
+    from ._config import resolve_liveness_dir
+    from ._liveness import hold_reporting, release
+
+    held = hold_reporting(directory, args.name, resolve_liveness_dir(args.liveness_dir, directory))
+    try:
+        outcome = supervised()
+        _report_failure(args, token, outcome, relay.received)
+    finally:
+        for fd in held:
+            release(fd)
+    return outcome
+
+
+def _report_failure(args: argparse.Namespace, token: ExitToken, outcome: Outcome, received: set[int]) -> None:
+    """``follow --report-failure``: when the helper failed on its own (a non-zero status, or it could not
+    start; not stopped because of a marker, a timeout or a signal to the wrapper), before any marker that
+    ends this follower, write the marker ``--name`` with its status, through the leader's writer."""
+    from ._supervise import EXITED, NOT_STARTED
+    from ._token import Waiter
+
+    ended = outcome.child
+    if outcome.why not in (EXITED, NOT_STARTED) or ended is None or ended.code == 0:
+        return
+    if received & _ASKED_TO_STOP or (ended.signal is not None and ended.signal in received):
+        return  # asked to stop from outside (the pod deleted): not a failure of the helper's own
+    if Waiter(token).look() or token.error is not None:
+        return  # the leader is done already: the helper's end no longer matters to anyone
+    how = ended.reason if outcome.why == EXITED else f"not started: {ended.reason}"
+    reason = f"{args.name} {how}"
+    from ._leader import write_marker
+
+    try:
+        write_marker(ended.code, reason=reason, name=args.name, directory=token.directory)
+    except ExitDirError as err:
+        _error(f"cannot report that {reason}: {err}")
+        return
+    _say(args, f"reported the helper's failure as marker {args.name} (code {ended.code}): {reason}")
 
 
 def _announce_when_ready(args: argparse.Namespace, probes: list[Dependency]) -> Callable[[], None]:
@@ -778,7 +950,15 @@ def _announcing(sub: argparse.ArgumentParser) -> None:
         "--name",
         type=_name,
         help="announce the helper ready under NAME once every --ready-* probe passes, for `exitdir lead "
-        "--after NAME` and `exitdir wait --ready NAME` (a lock: nothing is written into the exit directory)",
+        "--after NAME` and `exitdir wait --ready NAME` (a lock: nothing is written into the exit directory); "
+        "and with --report-failure, the name of its marker",
+    )
+    sub.add_argument(
+        "--report-failure",
+        action="store_true",
+        help="when the helper fails on its own (a non-zero status, before any marker), write the marker "
+        "NAME with its status; `exitdir lead --stop-on NAME` then stops its program, as it does if this "
+        "wrapper is killed",
     )
     sub.add_argument(
         "--ready-tcp", action="append", type=_port, metavar="[HOST:]PORT", help="... once it accepts"
@@ -881,6 +1061,14 @@ def _leaders(sub: argparse.ArgumentParser) -> None:
 def _configure_wait(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--timeout", type=_seconds, help="give up after SECONDS (exit status 124)")
     sub.add_argument(
+        "--exit-code",
+        choices=WAIT_POLICIES,
+        default="zero",
+        help="status once the marker is there: zero (default), or leader: the leader's code (1 if it "
+        "vanished or its code is unknown; with --all, the first non-zero in the order of --leader), to gate "
+        "a next step",
+    )
+    sub.add_argument(
         "--ready",
         action="append",
         type=_name,
@@ -915,13 +1103,23 @@ def _configure_lead(sub: argparse.ArgumentParser) -> None:
         "on failure, restartPolicy: OnFailure)",
     )
     sub.add_argument(
-        "--signal", type=_signal, help="with --kill-descendants: the signal for what CMD left (default TERM)"
+        "--signal",
+        type=_signal,
+        help="with --stop-on or --kill-descendants: the signal for CMD or what it left (default TERM)",
     )
     sub.add_argument(
         "--grace",
         type=_seconds,
-        help="with --kill-descendants: seconds between that signal and SIGKILL (default 10); the marker "
-        "is written once they are gone",
+        help="with --stop-on or --kill-descendants: seconds between that signal and SIGKILL (default 10); "
+        "the marker is written once they are gone",
+    )
+    sub.add_argument(
+        "--stop-on",
+        action="append",
+        type=_name,
+        metavar="NAME",
+        help="stop CMD (--signal, --grace, SIGKILL) when `exitdir follow --name NAME --report-failure` "
+        "reports its helper failed, or is gone without a report; exit with its status (repeatable)",
     )
     _readiness(sub)
     _stop_targets(sub)

@@ -22,7 +22,7 @@ from ._clock import poll_ms, sooner
 from ._errno import explain
 from ._errors import ExitDirError
 from ._linux import Process, descendants, signal_process
-from ._marker import describe
+from ._marker import KIND_VANISHED, describe
 from ._signals import CHILD_DEFAULTS, SignalRelay, signal_name
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -132,7 +132,10 @@ def supervise(
             if lacking is not None:
                 raise ExitDirError(f"cannot start {command}: {lacking}")
             if until.is_set():  # raises the token's error if it failed
-                say(f"leader already signalled ({describe(until.marker)}): not starting {command}")
+                if until.followers:  # lead --stop-on
+                    say(f"{_cause(MARKER, until, None)}: not starting {command}")
+                else:
+                    say(f"leader already signalled ({describe(until.marker)}): not starting {command}")
                 return Outcome(MARKER, None)
         deadline = None if timeout is None else time.monotonic() + timeout
         with relay:
@@ -164,7 +167,14 @@ def _cause(why: str, token: ExitToken | None, timeout: float | None) -> str:
         return f"no marker within {timeout:g} s"
     if why == FAILED:
         return "cannot watch the exit directory any more"
-    return f"leader signalled ({describe(None if token is None else token.marker)})"
+    marker = None if token is None else token.marker
+    if token is not None and token.followers and marker is not None:  # lead --stop-on
+        if marker.kind == KIND_VANISHED:
+            return (
+                f"follower {marker.name} is gone without a report (killed outright, or its helper exited 0)"
+            )
+        return f"follower {marker.name} reported a failure ({describe(marker)})"
+    return f"leader signalled ({describe(marker)})"
 
 
 def _spawn(argv: Sequence[str], file_actions: Sequence[tuple[object, ...]] = ()) -> int | ChildExit:
