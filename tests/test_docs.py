@@ -60,7 +60,7 @@ _EVENT_AT = {"_say": 2, "_error": 1, "_emit": 1, "say": 1}
 
 def events_named() -> set[str]:
     """Every event name the package's sources pass to a say-function, or return as one (`_seen`)."""
-    found = set()
+    found: set[str] = set()
     package = Path(_cli.__file__).parent
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -73,11 +73,12 @@ def events_named() -> set[str]:
                 given = [kw.value for kw in node.keywords if kw.arg == "event"]
                 at = _EVENT_AT[name]
                 given += node.args[at : at + 1]
-                found |= {arg.value for arg in given if isinstance(arg, ast.Constant)}
-            elif isinstance(node, ast.FunctionDef) and node.name == "_seen":
                 found |= {
-                    c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and "-" in str(c.value)
+                    arg.value for arg in given if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
                 }
+            elif isinstance(node, ast.FunctionDef) and node.name == "_seen":
+                constants = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
+                found |= {c for c in constants if isinstance(c, str) and re.fullmatch(r"[a-z]+(-[a-z]+)+", c)}
     return found
 
 
