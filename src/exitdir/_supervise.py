@@ -156,10 +156,11 @@ def supervise(
             if isinstance(started, ChildExit):
                 return Outcome(NOT_STARTED, started)
             child = _Child(started, relay, reap_all=reap_all)
-            say(f"started {command} (pid {child.pid})", "started", pid=child.pid, command=command)
             strays = _Descendants(relay, say=say, what=command) if kill_descendants else None
             with _TerminalHandover(child.pid) as terminal:
                 relay.relay_to(child.pid)
+                # Said once the relay reaches the child: a signal that comes while we write goes on at once.
+                say(f"started {command} (pid {child.pid})", "started", pid=child.pid, command=command)
                 why = child.wait(until, deadline, terminal=terminal)
                 if why != EXITED:
                     _say_cause(say, why, until, timeout)
@@ -174,15 +175,15 @@ def supervise(
                         strays.send(stop_signal, grace, sent_to_group=child.pid)
                     child.stop(stop_signal, grace, say=say, what=command)
                 ended = child.reap()
-                say(
-                    f"{command} (pid {child.pid}) {ended.reason}",
-                    "exited",
-                    pid=child.pid,
-                    command=command,
-                    status=ended.code,
-                    signal=None if ended.signal is None else signal_name(ended.signal),
-                )
                 relay.stop_relaying()
+            say(
+                f"{command} (pid {child.pid}) {ended.reason}",
+                "exited",
+                pid=child.pid,
+                command=command,
+                status=ended.code,
+                signal=None if ended.signal is None else signal_name(ended.signal),
+            )
             if strays is not None:  # what it left running (setsid, a double-forked daemon) goes too
                 strays.stop(stop_signal, grace)
     finally:
