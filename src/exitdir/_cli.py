@@ -14,9 +14,11 @@ from . import _log
 from ._config import (
     DEFAULT_NAME,
     SIGNAL_ON,
+    log_style,
     resolve_directory,
     validate_code,
     validate_host_port,
+    validate_log_format,
     validate_name,
     validate_program_name,
     validate_seconds,
@@ -75,6 +77,9 @@ class _Output:
         self.name = name
         self.failure: str | None = None
         self.broken_pipe = False
+        # stderr's messages: "text" or "json", and whether a text line starts with a timestamp. Set from
+        # argv and the environment before parsing (a usage error honours them too), then from the options.
+        self.style = ("text", False)
 
     def line(self, text: str) -> None:
         if self.failure is not None:
@@ -120,9 +125,41 @@ def _print(text: str) -> None:
     _stdout.line(text)
 
 
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not getattr(args, "quiet", False):
-        _stderr.line(f"exitdir: {message}")
+# Events whose JSON severity is WARNING: exitdir goes on, but not as planned (a default, a fallback, a
+# forced kill). Every other `_say` is INFO; `_error` and usage errors are ERROR.
+_WARNINGS = frozenset(
+    {
+        "warning",
+        "no-directory",
+        "no-subreaper",
+        "descendants-hidden",
+        "timed-out",
+        "leader-vanished",
+        "killed-after-grace",
+        "descendants-left",
+        "descendants-unknown",
+        "not-ready",
+        "watch-failed",
+        "leader-failed",
+        "failure-reported",
+        "follower-failed",
+        "follower-vanished",
+        "stopped-for-follower",
+    }
+)
+# The run's life, which text prints only with --verbose (it says nothing unless something happens, as it
+# always has) and JSON always: a log pipeline wants the child's pid and status.
+_LIFECYCLE = frozenset({"started", "exited", "marker-written"})
+
+
+def _say(args: argparse.Namespace, message: str, event: str = "info", **fields: object) -> None:
+    """One message for people, unless --quiet. ``event`` names it in JSON, with ``fields`` (a Marker under
+    ``marker`` is written as ``wait --json`` prints it)."""
+    if getattr(args, "quiet", False):
+        return
+    if event in _LIFECYCLE and _stderr.style[0] == "text" and not getattr(args, "verbose", False):
+        return
+    _emit("WARNING" if event in _WARNINGS else "INFO", event, message, fields)
 
 
 def _say_no_directory(args: argparse.Namespace, consequence: str) -> None:
@@ -131,11 +168,42 @@ def _say_no_directory(args: argparse.Namespace, consequence: str) -> None:
         args,
         f"no exit directory (EXIT_DIR is unset and no --dir): {consequence} "
         "(--require-dir or EXITDIR_REQUIRE_DIR=1 makes this an error)",
+        event="no-directory",
     )
 
 
-def _error(message: str) -> None:
-    _stderr.line(f"exitdir: error: {message}")
+def _error(message: str, event: str = "error", **fields: object) -> None:
+    _emit("ERROR", event, f"error: {message}", fields)
+
+
+def _emit(severity: str, event: str, message: str, fields: dict[str, object]) -> None:
+    """``exitdir: MESSAGE`` (after an RFC 3339 time with --timestamps), or one JSON object: ``time``,
+    ``severity``, ``message``, ``event`` and ``fields``. JSON escapes every control character and
+    everything not ASCII, so a line stays one line whatever a marker holds; text is escaped by _Output."""
+    log_format, timestamps = _stderr.style
+    if log_format == "json":
+        import json  # loaded already wherever a marker is read or written; never for text
+
+        from ._marker import utc_timestamp
+
+        record: dict[str, object] = {
+            "time": utc_timestamp(),
+            "severity": severity,
+            "message": message,
+            "event": event,
+        }
+        for name, value in fields.items():
+            if value is None:
+                continue  # a fact this event does not have: absent rather than null
+            as_dict = getattr(value, "as_dict", None)  # a Marker
+            record[name] = as_dict() if as_dict is not None else value
+        _stderr.line(json.dumps(record, default=str))  # default: a stray field never costs the line
+    elif timestamps:
+        from ._marker import utc_timestamp
+
+        _stderr.line(f"{utc_timestamp()} exitdir: {message}")
+    else:
+        _stderr.line(f"exitdir: {message}")
 
 
 def _checked(validate: Callable[[str], T], name: str) -> Callable[[str], T]:
@@ -162,6 +230,7 @@ def _as_int(text: str) -> int | str:
 
 
 _code = _checked(lambda text: validate_code(_as_int(text)), "exit code")
+_log_format = _checked(validate_log_format, "log format")
 _seconds = _checked(lambda text: validate_seconds(text, "duration"), "seconds")
 _signal = _checked(validate_signal, "signal")
 _signal_on = _checked(validate_signal_on, "signal_on")
@@ -214,9 +283,22 @@ def _cmd_exit(args: argparse.Namespace) -> int:
     )
     if path is None:
         _say_no_directory(args, "no marker written")
-    elif args.verbose:
-        _say(args, f"wrote {path} (code {args.code})")
+    else:
+        _say_written(args, path, args.code)
     return EXIT_OK
+
+
+def _say_written(args: argparse.Namespace, path: str, code: int) -> None:
+    """marker-written: in text with --verbose; in JSON always, with the marker as followers read it."""
+    marker = None
+    if _stderr.style[0] == "json" and not args.quiet:
+        from ._marker import read_marker
+
+        try:
+            marker = read_marker(os.path.dirname(path), os.path.basename(path))
+        except OSError:
+            pass  # out of descriptors: the line goes without the fields
+    _say(args, f"wrote {path} (code {code})", event="marker-written", marker=marker)
 
 
 def _follower_token(args: argparse.Namespace) -> ExitToken:
@@ -246,7 +328,11 @@ def _token_awaited(args: argparse.Namespace, then: str = "") -> ExitToken | None
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
     with _follower_token(args) as token:
         if not token.wait(args.timeout):
-            _say(args, f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}{then}")
+            _say(
+                args,
+                f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}{then}",
+                event="timed-out",
+            )
             return None
         return token
 
@@ -275,7 +361,7 @@ def _cmd_wait(args: argparse.Namespace) -> int:
         # The marker that decided it: the first named leader with that status, else the one that tripped.
         ended = {**token.markers, marker.name: marker}
         shown = next((m for m in ended.values() if m.exit_status == status), marker)
-        _say(args, f"leader did not succeed ({describe(shown)}): exiting {status}")
+        _say(args, f"leader did not succeed ({describe(shown)}): exiting {status}", event="leader-failed", marker=shown)
     return status or EXIT_OK
 
 
@@ -296,7 +382,11 @@ def _ready_awaited(args: argparse.Namespace) -> int:
     missing = wait_ready(announced, args.timeout)
     if missing:
         what = ", ".join(dependency.target for dependency in missing)
-        _say(args, f"timed out after {args.timeout:g} s waiting for {what} to be announced ready")
+        _say(
+            args,
+            f"timed out after {args.timeout:g} s waiting for {what} to be announced ready",
+            event="timed-out",
+        )
         return EXIT_TIMEOUT
     if args.verbose:
         _print(", ".join(args.ready) + " ready")
@@ -418,6 +508,7 @@ def _reaping(args: argparse.Namespace) -> tuple[bool, bool]:
         _say(
             args,
             f"{option} needs a child subreaper, which is not available here: orphans are not reaped{left}",
+            event="no-subreaper",
         )
         return False, False
     if kill and not descendants_visible():
@@ -425,6 +516,7 @@ def _reaping(args: argparse.Namespace) -> tuple[bool, bool]:
             args,
             "--kill-descendants cannot find CMD's descendants: /proc is missing or shows another pid "
             "namespace (mount /proc for this one); processes that leave CMD's process group are not stopped",
+            event="descendants-hidden",
         )
         return True, False
     return True, kill
@@ -492,7 +584,7 @@ def _cmd_lead(args: argparse.Namespace) -> int:
             grace=10.0 if args.grace is None else args.grace,
             reap_all=reap_all,
             kill_descendants=kill_descendants,
-            say=lambda message: _say(args, message),
+            say=lambda message, event="info", **fields: _say(args, message, event, **fields),
         )
     except BaseException:
         run.finish(1, "exitdir lead failed")  # never leave followers waiting for a leader that is gone
@@ -505,14 +597,22 @@ def _cmd_lead(args: argparse.Namespace) -> int:
     ended = outcome.child
     assert ended is not None
     if outcome.why == NOT_STARTED:
-        _error(ended.reason)
+        _error(ended.reason, event="not-started", command=command[0], status=ended.code)
     elif run.directory is not None and not run.writes_marker(ended.code):
-        _say(args, f"{command[0]} failed ({ended.reason}); --signal-on success: no marker written")
+        _say(
+            args,
+            f"{command[0]} failed ({ended.reason}); --signal-on success: no marker written",
+            event="marker-not-written",
+            command=command[0],
+            status=ended.code,
+        )
     try:
-        run.finish(ended.code, ended.reason)
+        path = run.finish(ended.code, ended.reason)
     except ExitDirError as err:
         _error(str(err))
         return ended.code or EXIT_ERROR  # never report success when the followers were not told
+    if path is not None:
+        _say_written(args, path, ended.code)
     _after_stops(stops, ended.code, args)  # the program's status stands: the marker carries it
     return ended.code
 
@@ -554,12 +654,18 @@ def _stopped_for_follower(
         why = told or describe(marker)
     if outcome.child is None:
         reason = f"{command} not started: {why}"
-        _error(f"{command} not started: {why}")
+        _error(f"{command} not started: {why}", event="not-started", command=command)
     else:
         reason = f"stopped: {why}"
-        _say(args, f"{command} stopped ({outcome.child.reason}) because {why}; exiting {code}")
+        _say(
+            args,
+            f"{command} stopped ({outcome.child.reason}) because {why}; exiting {code}",
+            event="stopped-for-follower",
+            command=command,
+            status=code,
+        )
     if not run.writes_marker(code) and run.directory is not None:
-        _say(args, "--signal-on success: no marker written")
+        _say(args, "--signal-on success: no marker written", event="marker-not-written")
     try:
         run.finish(code, reason)
     except ExitDirError as err:
@@ -630,7 +736,12 @@ def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: s
     missing = probe_until_ready(dependencies, 0)  # said only when there is something to wait for
     if not missing:
         return None
-    _say(args, f"waiting for {', '.join(d.describe() for d in missing)} before starting {command}")
+    _say(
+        args,
+        f"waiting for {', '.join(d.describe() for d in missing)} before starting {command}",
+        event="waiting",
+        command=command,
+    )
     ending = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
     stopped_by: list[int] = []
 
@@ -652,21 +763,25 @@ def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: s
     else:
         code = EXIT_ERROR
         reason = f"{command} not started: not ready within {args.wait_timeout:g} s: {what}"
-    return _unstarted(run, code, reason, reason)
+    return _unstarted(run, code, reason, reason, command)
 
 
 def _not_started(run: Leadership, command: str, lacking: ExitDirError) -> int:
     """``lead`` lacks what it needs to report the end of ``command``: say so, and do not run it; but its
     followers must not wait for it, so the marker is still written (status 1) if it can be."""
     return _unstarted(
-        run, EXIT_ERROR, f"cannot start {command}: {lacking}", f"exitdir could not start {command}: {lacking}"
+        run,
+        EXIT_ERROR,
+        f"cannot start {command}: {lacking}",
+        f"exitdir could not start {command}: {lacking}",
+        command,
     )
 
 
-def _unstarted(run: Leadership, code: int, said: str, reason: str) -> int:
+def _unstarted(run: Leadership, code: int, said: str, reason: str, command: str) -> int:
     """The program is not run: say ``said``, and write the marker with ``code`` and ``reason`` all the same,
     so that followers do not wait for it (a failed write is said too, unless ``said`` already says it)."""
-    _error(said)
+    _error(said, event="not-started", command=command, status=code)
     try:
         run.finish(code, reason)
     except ExitDirError as unwritten:
@@ -735,7 +850,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
                         grace=args.grace,
                         reap_all=reap_all,
                         kill_descendants=kill_descendants,
-                        say=lambda message: _say(args, message),
+                        say=lambda message, event="info", **fields: _say(args, message, event, **fields),
                     ),
                 )
             finally:
@@ -748,7 +863,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     if outcome.why in (NOT_STARTED, EXITED):
         assert outcome.child is not None
         if outcome.why == NOT_STARTED:
-            _error(outcome.child.reason)
+            _error(outcome.child.reason, event="not-started", command=command[0], status=outcome.child.code)
         return outcome.child.code  # the helper ended on its own, or could not start: its status
     if outcome.why == MARKER:
         return _after_stops(stops, _follow_status(args.exit_code, token.marker, outcome.child), args)
@@ -812,9 +927,14 @@ def _report_failure(args: argparse.Namespace, token: ExitToken, outcome: Outcome
     try:
         write_marker(ended.code, reason=reason, name=args.name, directory=token.directory)
     except ExitDirError as err:
-        _error(f"cannot report that {reason}: {err}")
+        _error(f"cannot report that {reason}: {err}", event="report-failed")
         return
-    _say(args, f"reported the helper's failure as marker {args.name} (code {ended.code}): {reason}")
+    _say(
+        args,
+        f"reported the helper's failure as marker {args.name} (code {ended.code}): {reason}",
+        event="failure-reported",
+        status=ended.code,
+    )
 
 
 def _announce_when_ready(args: argparse.Namespace, probes: list[Dependency]) -> Callable[[], None]:
@@ -829,7 +949,7 @@ def _announce_when_ready(args: argparse.Namespace, probes: list[Dependency]) -> 
         probes,
         directory=args.dir,
         liveness_dir=args.liveness_dir,
-        say=lambda text: _say(args, text),
+        say=lambda message, event="info", **fields: _say(args, message, event, **fields),
     )
 
 
@@ -866,10 +986,11 @@ def _after_stops(stops: list[Callable[[], list[Stopped]]], status: int, args: ar
 
     for results in in_parallel(stops):
         for result in results:
+            what = {"target": result.target, "result": result.outcome}
             if result.done:
-                _say(args, result.describe())
+                _say(args, result.describe(), event="stopped", **what)
             else:
-                _error(f"could not stop {result.describe()}")
+                _error(f"could not stop {result.describe()}", event="not-stopped", **what)
                 failed = True
     return EXIT_ERROR if failed and status == EXIT_OK else status
 
@@ -1007,6 +1128,20 @@ def _liveness(sub: argparse.ArgumentParser) -> None:
 def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--dir", metavar="DIR", help="exit directory (default: $EXIT_DIR)")
     sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    sub.add_argument(
+        "--log-format",
+        type=_log_format,
+        metavar="{text,json}",
+        help="exitdir's own messages on stderr: text lines, or one JSON object per line with time, "
+        "severity, message and event (default: $EXITDIR_LOG_FORMAT, else text)",
+    )
+    sub.add_argument(
+        "--timestamps",
+        action="store_const",
+        const=True,
+        default=None,  # None: $EXITDIR_TIMESTAMPS decides
+        help="start each text message with its RFC 3339 UTC time (also EXITDIR_TIMESTAMPS=1)",
+    )
 
 
 def _supervised(sub: argparse.ArgumentParser) -> None:
@@ -1190,8 +1325,35 @@ _COMMANDS = {
 
 
 def _subcommand(argv: Sequence[str]) -> str | None:
-    """The command ``argv`` names, as argparse will read it (the top level has no option taking a value)."""
-    return next((arg for arg in argv if not arg.startswith("-")), None)
+    """The command ``argv`` names, as argparse will read it (the top level's one option taking a value is
+    ``--log-format FORMAT``)."""
+    after_option = False
+    for arg in argv:
+        if not arg.startswith("-") and not after_option:
+            return arg
+        after_option = arg == "--log-format"
+    return None
+
+
+def _prescanned_style(argv: Sequence[str]) -> tuple[str, bool]:
+    """The log style ``argv`` and the environment ask for, read before argparse has (a usage error must
+    honour it too): ``--log-format FORMAT``, ``--log-format=FORMAT`` and ``--timestamps`` before ``--``. A
+    value that is not valid is left for the parser to refuse, and said meanwhile in plain text."""
+    log_format: str | None = None
+    timestamps: bool | None = None
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--timestamps":
+            timestamps = True
+        elif arg.startswith("--log-format="):
+            log_format = arg.partition("=")[2]
+        elif arg == "--log-format" and index + 1 < len(argv):
+            log_format = argv[index + 1]
+    try:
+        return log_style(None if log_format is None else validate_log_format(log_format), timestamps)
+    except ExitDirError:
+        return "text", timestamps is True
 
 
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -1208,6 +1370,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"exitdir {__version__}")
+    # Also before the command (`exitdir --log-format json follow ...`), as a log setting reads; their own
+    # dests, since a command's defaults would overwrite the same dest.
+    parser.add_argument("--log-format", dest="log_format_before", type=_log_format, metavar="{text,json}")
+    parser.add_argument("--timestamps", dest="timestamps_before", action="store_const", const=True)
     # prog given: otherwise argparse builds a help formatter, importing shutil, on every start.
     commands = parser.add_subparsers(
         dest="subcommand", metavar="COMMAND", parser_class=_Parser, prog="exitdir"
@@ -1295,11 +1461,19 @@ def _main_held(argv: Sequence[str]) -> int:
 def _main(argv: Sequence[str]) -> int:
     previous_sink = _log.sink
     previous_term: _Handler = None
+    _stderr.style = _prescanned_style(argv)
     try:
         args = _parser(argv).parse_args(argv)
+        try:
+            _stderr.style = log_style(
+                getattr(args, "log_format", None) or args.log_format_before,
+                getattr(args, "timestamps", None) or args.timestamps_before,
+            )
+        except ExitDirError as err:  # a bad EXITDIR_LOG_FORMAT or EXITDIR_TIMESTAMPS
+            raise _UsageError(str(err)) from None
         if args.subcommand is None:
             raise _UsageError("a command is required (see 'exitdir --help')")
-        _log.sink = lambda message: _say(args, message)
+        _log.sink = lambda message: _say(args, message, event="warning")
         if args.run in (_cmd_wait, _cmd_demo):
             previous_term = _stop_on_sigterm()
         status: int = args.run(args)
@@ -1307,7 +1481,7 @@ def _main(argv: Sequence[str]) -> int:
     except _Terminated:
         return 128 + signal.SIGTERM
     except _UsageError as err:
-        _stderr.line(f"exitdir: usage: {err}")
+        _emit("ERROR", "usage", f"usage: {err}", {})
         return EXIT_USAGE
     except ExitDirError as err:
         _error(str(err))
