@@ -361,7 +361,8 @@ def _cmd_wait(args: argparse.Namespace) -> int:
         # The marker that decided it: the first named leader with that status, else the one that tripped.
         ended = {**token.markers, marker.name: marker}
         shown = next((m for m in ended.values() if m.exit_status == status), marker)
-        _say(args, f"leader did not succeed ({describe(shown)}): exiting {status}", event="leader-failed", marker=shown)
+        said = f"leader did not succeed ({describe(shown)}): exiting {status}"
+        _say(args, said, event="leader-failed", marker=shown)
     return status or EXIT_OK
 
 
@@ -522,12 +523,8 @@ def _reaping(args: argparse.Namespace) -> tuple[bool, bool]:
     return True, kill
 
 
-def _cmd_lead(args: argparse.Namespace) -> int:
-    from ._leader import Leadership
-    from ._supervise import EXITED, NOT_STARTED, signal_relay, supervise
-
-    command = _command(args)
-    stops = _stop_actions(args)
+def _check_lead_options(args: argparse.Namespace) -> None:
+    """Refuse the combinations of ``lead``'s options that cannot mean anything, before CMD starts."""
     if args.wait_timeout is not None and not _dependencies(args):
         raise _UsageError("--wait-timeout bounds a wait: say what to wait for (--wait-http, --after...)")
     if args.after and resolve_directory(args.dir) is None:
@@ -547,6 +544,15 @@ def _cmd_lead(args: argparse.Namespace) -> int:
             f"--stop-on {args.name} names this leader's own marker, written when CMD ends: give the --name "
             "of a follow --report-failure"
         )
+
+
+def _cmd_lead(args: argparse.Namespace) -> int:
+    from ._leader import Leadership
+    from ._supervise import EXITED, NOT_STARTED, signal_relay, supervise
+
+    command = _command(args)
+    stops = _stop_actions(args)
+    _check_lead_options(args)
     reap_all, kill_descendants = _reaping(args)  # first: it may load ctypes, which takes a descriptor
     run = Leadership(
         args.name,

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Protocol
 
-    from ._marker import Marker
     from ._token import ExitToken
 
     class Say(Protocol):
@@ -145,8 +144,9 @@ def supervise(
             if until.is_set():  # raises the token's error if it failed
                 message, event = _cause(MARKER, until, None)
                 say(
-                    f"{message}: not starting {command}" if until.followers else
-                    f"leader already signalled ({describe(until.marker)}): not starting {command}",
+                    f"{message}: not starting {command}"
+                    if until.followers
+                    else f"leader already signalled ({describe(until.marker)}): not starting {command}",
                     event,
                     marker=until.marker,
                     command=command,
