@@ -22,7 +22,8 @@ from _podman import Play, PlayedPod, Podman, assert_ended, pod_from_job
 
 WORK_SECONDS = 5
 GENEROUS = 60  # a pod's whole life, on a slow, shared machine
-TICK = re.compile(r"^\[Busy\] Tick at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} [+-]\d{4} \S+$")
+# As Go's time.Time.String() prints time.Now(), its monotonic reading included (m=+S, 9 decimals).
+TICK = re.compile(r"^\[Busy\] Tick at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} [+-]\d{4} \S+ m=[+-]\d+\.\d{9}$")
 
 
 def test_the_seeds_job_completes_because_busy_exits_when_work_is_done(play: Play) -> None:

@@ -183,11 +183,11 @@ def test_a_probe_command_that_passes_announces_under_a_subreaper(
 def test_a_follower_says_why_its_helper_is_not_ready(exit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whoever waits sees only "not announced ready yet": the follower's own log must say why."""
     monkeypatch.setattr("exitdir._ready.FIRST_NOTE", 0.0)
-    said: list[str] = []
+    said: list[tuple[str, str, dict[str, object]]] = []
     noted = threading.Event()
 
-    def say(text: str) -> None:
-        said.append(text)
+    def say(message: str, event: str = "info", **fields: object) -> None:
+        said.append((message, event, fields))
         noted.set()
 
     probe = "sh -c 'echo refused >&2; exit 2'"
@@ -198,7 +198,7 @@ def test_a_follower_says_why_its_helper_is_not_ready(exit_dir: Path, monkeypatch
         assert noted.wait(GENEROUS)
     finally:
         stop()
-    assert said[0] == f"db not ready after 0 s: {probe}: refused"
+    assert said[0] == (f"db not ready after 0 s: {probe}: refused", "not-ready", {"name": "db"})
 
 
 def test_across_machines_the_announcement_is_also_a_lock_in_the_liveness_directory(

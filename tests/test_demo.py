@@ -13,7 +13,10 @@ from pathlib import Path
 from _support import GENEROUS, Child, env_with
 
 EXITDIR_SCRIPT = str(Path(sys.executable).with_name("exitdir"))
-TICK = re.compile(r"^\[Busy\] Tick at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} [+-]\d{4} \S+$")
+# As Go's time.Time.String() with its monotonic reading: "... -0700 PDT m=+0.501881542" (9 decimals).
+TICK = re.compile(
+    r"^\[Busy\] Tick at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} [+-]\d{4} \S+ m=(?P<m>[+-]\d+\.\d{9})$"
+)
 
 
 def test_busy_ticks_until_work_signals_exit(exit_dir: Path, spawn: type[Child]) -> None:
@@ -38,6 +41,22 @@ def test_busy_ticks_until_work_signals_exit(exit_dir: Path, spawn: type[Child]) 
     # busy leaves as soon as the marker appears, not at its next tick (generous bound for noisy machines).
     assert busy_done - work_done < 0.45
     assert os.listdir(exit_dir) == ["exitFile"]
+
+
+def test_busy_prints_gos_monotonic_reading_which_grows_tick_by_tick(
+    spawn: type[Child], tmp_path: Path
+) -> None:
+    """Go's seed prints `m=+S.SSSSSSSSS`, seconds since the program started on a monotonic clock."""
+    busy = spawn([EXITDIR_SCRIPT, "demo", "busy"], env=env_with(EXIT_DIR=None), cwd=tmp_path)
+    readings = []
+    for _ in range(3):
+        tick = TICK.match(busy.readline())
+        assert tick is not None
+        readings.append(float(tick["m"]))
+    busy.signal(signal.SIGTERM)
+    assert busy.wait() == 143
+    assert 0 < readings[0] < GENEROUS  # counted from the start, not from boot
+    assert readings[0] < readings[1] < readings[2] < readings[0] + GENEROUS
 
 
 def test_work_seconds_option(exit_dir: Path, spawn: type[Child]) -> None:

@@ -187,7 +187,8 @@ def test_lead_refuses_grace_or_signal_without_kill_descendants(
 ) -> None:
     assert main(["lead", "--dir", str(exit_dir), *option, "--", "true"]) == 2
     assert capsys.readouterr().err == (
-        "exitdir: usage: --signal and --grace say how to stop what CMD leaves: add --kill-descendants\n"
+        "exitdir: usage: --signal and --grace say how to stop CMD or what it leaves: add --stop-on or "
+        "--kill-descendants\n"
     )
     assert os.listdir(exit_dir) == []  # refused before anything ran or was written
 

@@ -1,11 +1,13 @@
-"""The docs keep in step with the code: in the README every option in its command's usage line and in its
-option table with its variable, every exit status the code can return in the exit-status table; on
+"""The docs keep in step with the code: in the README every option in its command's usage line (or among
+the options every command takes) and in its option table with its variable, every exit status the code
+can return in the exit-status table, every log event the code names with its severity; on
 docs/sidecars.md every preset with its endpoint, every manifest it names, every excerpt as its manifest
 has it."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from exitdir._stops import QUIT_PRESETS
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 # Said once for every command instead of in each usage line.
-COMMON = {"--help", "--quiet"}
+COMMON = {"--help", "--quiet", "--log-format", "--timestamps"}
 
 
 def usage_block(command: str) -> str:
@@ -85,6 +87,51 @@ def test_every_option_has_a_row_with_its_variable_and_every_row_an_option(comman
         a.option_strings[-1] for a in _actions(command) if a.dest + a.option_strings[-1] not in shown
     )
     assert not missing, f"README's table for exitdir {command} lacks {missing}"
+
+
+def test_the_options_every_command_takes_are_said_once() -> None:
+    said = README[README.index("Every command takes") :].split("\n\n", 1)[0]
+    for option in COMMON - {"--help"}:
+        assert f"{option}" in said, option
+
+
+# Where each say-function takes its event when it is not given as event=: its positional index.
+_EVENT_AT = {"_say": 2, "_error": 1, "_emit": 1, "say": 1}
+
+
+def events_named() -> set[str]:
+    """Every event name the package's sources pass to a say-function, or return as one (`_seen`)."""
+    found: set[str] = set()
+    package = Path(_cli.__file__).parent
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                name = "say" if name == "_say" and isinstance(func, ast.Attribute) else name  # self._say
+                if name not in _EVENT_AT:
+                    continue
+                given = [kw.value for kw in node.keywords if kw.arg == "event"]
+                at = _EVENT_AT[name]
+                given += node.args[at : at + 1]
+                found |= {
+                    arg.value for arg in given if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                }
+            elif isinstance(node, ast.FunctionDef) and node.name == "_seen":
+                constants = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
+                found |= {c for c in constants if isinstance(c, str) and re.fullmatch(r"[a-z]+(-[a-z]+)+", c)}
+    return found
+
+
+def test_every_log_event_is_in_the_readme_with_its_severity() -> None:
+    logs = README[README.index("### Logs: text or JSON") :].split("\n### ", 1)[0]
+    events = events_named()
+    assert {"started", "marker-seen", "stopping", "usage", "not-ready"} <= events  # the scan finds them
+    listed = dict(re.findall(r"`([a-z]+(?:-[a-z]+)*)`(?:\s+\((WARNING|ERROR)\b)?", logs))
+    missing = sorted(events - set(listed))
+    assert not missing, f"README's Logs section lacks the events {missing}"
+    warnings = {event for event in events if event in _cli._WARNINGS}
+    assert warnings == {event for event in events if listed[event] == "WARNING"}
 
 
 def test_every_exit_status_the_code_returns_is_in_the_table() -> None:

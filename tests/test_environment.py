@@ -42,6 +42,7 @@ CANDIDATES = (
     "7",
     "2.5",
     "success",
+    "json",
     "USR1",
     "db",
     "istio",
@@ -99,14 +100,27 @@ def test_every_option_of_every_command_can_be_set_by_its_variable(
     monkeypatch.setenv(variable, text)
     by_variable = parsed([command])
     if variable in _cli._READ_BY_THE_LIBRARY:
-        # Left to the library, which reads it where the flag's value is used: the same effect.
+        # Left to where it is read, when the flag's value is None: the namespace keeps None, and the
+        # effect is the flag's.
         assert by_flag != by_variable == baseline
-        assert variable == "EXITDIR_REQUIRE_DIR"
-        for require_dir in (by_flag["require_dir"], by_variable["require_dir"]):
-            with pytest.raises(ExitDirError, match="no exit directory"):
-                _config.require_directory(None, require_dir)  # type: ignore[arg-type]
+        assert _effect(variable, by_variable) == _effect(variable, by_flag)
+        monkeypatch.delenv(variable)
+        assert _effect(variable, by_variable) != _effect(variable, by_flag)
     else:
         assert by_variable == by_flag
+
+
+def _effect(variable: str, args: dict[str, object]) -> object:
+    """What a variable read outside the parser does, given the namespace: whether a directory is required,
+    or the log style."""
+    if variable == "EXITDIR_REQUIRE_DIR":
+        try:
+            _config.require_directory(None, args["require_dir"])  # type: ignore[arg-type]
+        except ExitDirError:
+            return "required"
+        return "not required"
+    assert variable in ("EXITDIR_LOG_FORMAT", "EXITDIR_TIMESTAMPS"), f"what does {variable} do?"
+    return _config.log_style(args["log_format"], args["timestamps"])  # type: ignore[arg-type]
 
 
 def test_the_walk_sees_the_options_it_must(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +199,7 @@ def test_a_usage_error_about_an_option_set_by_its_variable_names_the_variable(
     assert line.endswith("(--name is set by EXITDIR_NAME)")
     monkeypatch.setenv("EXITDIR_SIGNAL", "INT")
     assert _cli.main(["lead", "--grace", "3", "--", "true"]) == 2  # --grace by its flag: nothing to add
-    assert capsys.readouterr().err.endswith("add --kill-descendants (--signal is set by EXITDIR_SIGNAL)\n")
+    assert capsys.readouterr().err.endswith("--kill-descendants (--signal is set by EXITDIR_SIGNAL)\n")
 
 
 def test_help_works_whatever_the_environment_holds_and_says_so(

@@ -121,7 +121,8 @@ def test_exitdir_follow_stops_its_helper_and_fails(nfs: NfsServer, spawn: type[C
     nfs.recreate()
     assert follower.wait() == 1
     _, err = follower.rest()
-    assert f"cannot watch the exit directory any more; stopping sh (pid {helper_pid}) with SIGTERM" in err
+    said = f"exitdir: cannot watch the exit directory any more\nexitdir: stopping sh (pid {helper_pid})"
+    assert f"{said} with SIGTERM" in err
     assert f"exitdir: error: exit directory {nfs.mount} {LOST}" in err
     assert "Traceback" not in err
     with pytest.raises(ProcessLookupError):  # stopped and reaped

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exitdir._config import DEFAULT_NAME
-from exitdir._marker import KIND_VANISHED, VANISHED_REASON, Marker
+from exitdir._marker import FOLLOWER_GONE_REASON, KIND_VANISHED, VANISHED_REASON, Marker
 from exitdir._rules import (
     COUNTED,
     LOST,
@@ -491,3 +491,58 @@ def test_a_marker_from_another_machine_on_a_shared_directory_is_fresh() -> None:
     # On the shared directory, a marker naming this host and another boot id is this host's, from before.
     ours_before = Marker("exitFile", kind="exitdir", code=0, boot_id="b-old", hostname="node-b")
     assert TripRules(None, "all", vantage=here).consider(ours_before) == STALE
+
+
+def test_example_a_follower_reporting_failure_that_goes_without_its_marker_is_gone() -> None:
+    """lead --stop-on proxy: the same rules over the followers' locks; only the reason differs."""
+    rules = TripRules(("proxy",), "any", vantage=Vantage(None), followers=True)
+    assert rules.observe_locks({"proxy": (False, False)}) is None  # never seen: nothing happens
+    assert rules.observe_locks({"proxy": (True, False)}) is None
+    gone = rules.observe_locks({"proxy": (False, False)})
+    assert gone is not None
+    assert (gone.name, gone.kind, gone.code, gone.exit_status) == ("proxy", KIND_VANISHED, None, 1)
+    assert gone.reason == f"proxy: {FOLLOWER_GONE_REASON}"
+    # Its report, when it is there, trips first, and a lock gone after it is no crash.
+    reported = TripRules(("proxy",), "any", vantage=Vantage(None), followers=True)
+    assert reported.observe_locks({"proxy": (True, False)}) is None
+    assert reported.consider(Marker("proxy", kind="exitdir", code=3)) == TRIP
+    assert reported.observe_locks({"proxy": (False, False)}) is None
+
+
+def _status_marker(name: str, code: int | None) -> Marker:
+    if code is None:
+        return Marker(name, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON)
+    return Marker(name, kind="exitdir", code=code)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    codes=st.dictionaries(st.sampled_from(LEADERS), st.integers(0, 255), min_size=1),
+    require=st.sampled_from(["all", "any"]),
+    vanished=st.booleans(),
+)
+def test_the_exit_status_is_the_first_failure_in_the_order_given(
+    codes: dict[str, int], require: str, vanished: bool
+) -> None:
+    """wait --exit-code leader: under "all", the first non-zero status in the order of the names (a
+    vanished leader is 1), else 0; under "any", the status of the marker that tripped."""
+    names = tuple(codes)
+    rules = TripRules(names, require, vantage=Vantage(None))
+    ended = {name: _status_marker(name, code) for name, code in codes.items()}
+    if vanished:  # the last named leader crashed instead of writing its marker
+        ended[names[-1]] = _status_marker(names[-1], None)
+    tripped = None
+    for name in names:
+        if ended[name].kind == KIND_VANISHED:
+            tripped = ended[name]
+            break
+        if rules.consider(ended[name]) == TRIP:
+            tripped = ended[name]
+            break
+    assert tripped is not None
+    if require == "any":
+        expected = tripped.exit_status
+    else:
+        statuses = [1 if ended[name].code is None else ended[name].code for name in names]
+        expected = next((status for status in statuses if status), 0)
+    assert rules.exit_status(tripped) == expected

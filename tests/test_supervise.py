@@ -194,7 +194,7 @@ def test_follow_stops_helper_on_marker_and_exits_zero_by_default(exit_dir: Path,
     wrapper.expect("TERM")
     assert wrapper.wait() == 0  # a helper stopped on purpose does not fail the Job (kubexit#19)
     _, err = wrapper.rest()
-    assert "exitdir: leader signalled (exitFile: code 3: leader failed); stopping" in err
+    assert "exitdir: leader signalled (exitFile: code 3: leader failed)\nexitdir: stopping " in err
 
 
 @pytest.mark.parametrize(("policy", "status"), [("zero", 0), ("leader", 3), ("child", 143)])
@@ -262,7 +262,7 @@ def test_follow_timeout_stops_the_helper_with_status_124(exit_dir: Path, spawn: 
     wrapper.expect("TERM")
     assert wrapper.wait() == 124
     _, err = wrapper.rest()
-    assert f"no marker within {QUIET_PERIOD:g} s; stopping" in err
+    assert f"exitdir: no marker within {QUIET_PERIOD:g} s\nexitdir: stopping " in err
 
 
 @pytest.mark.parametrize("mode", WRAPPERS)

@@ -13,12 +13,16 @@ import sys
 from . import _log
 from ._config import (
     DEFAULT_NAME,
+    ENV_LOG_FORMAT,
     ENV_REQUIRE_DIR,
+    ENV_TIMESTAMPS,
     SIGNAL_ON,
+    log_style,
     resolve_directory,
     split_list,
     validate_code,
     validate_host_port,
+    validate_log_format,
     validate_name,
     validate_program_name,
     validate_seconds,
@@ -47,8 +51,9 @@ if TYPE_CHECKING:
     from ._leader import Leadership
     from ._marker import Marker
     from ._ready import Dependency
+    from ._signals import SignalRelay
     from ._stops import Stopped
-    from ._supervise import ChildExit
+    from ._supervise import ChildExit, Outcome
     from ._token import ExitToken
 
 EXIT_OK = 0
@@ -77,6 +82,9 @@ class _Output:
         self.name = name
         self.failure: str | None = None
         self.broken_pipe = False
+        # stderr's messages: "text" or "json", and whether a text line starts with a timestamp. Set from
+        # argv and the environment before parsing (a usage error honours them too), then from the options.
+        self.style = ("text", False)
 
     def line(self, text: str) -> None:
         if self.failure is not None:
@@ -122,9 +130,41 @@ def _print(text: str) -> None:
     _stdout.line(text)
 
 
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not getattr(args, "quiet", False):
-        _stderr.line(f"exitdir: {message}")
+# Events whose JSON severity is WARNING: exitdir goes on, but not as planned (a default, a fallback, a
+# forced kill). Every other `_say` is INFO; `_error` and usage errors are ERROR.
+_WARNINGS = frozenset(
+    {
+        "warning",
+        "no-directory",
+        "no-subreaper",
+        "descendants-hidden",
+        "timed-out",
+        "leader-vanished",
+        "killed-after-grace",
+        "descendants-left",
+        "descendants-unknown",
+        "not-ready",
+        "watch-failed",
+        "leader-failed",
+        "failure-reported",
+        "follower-failed",
+        "follower-vanished",
+        "stopped-for-follower",
+    }
+)
+# The run's life, which text prints only with --verbose (it says nothing unless something happens, as it
+# always has) and JSON always: a log pipeline wants the child's pid and status.
+_LIFECYCLE = frozenset({"started", "exited", "marker-written"})
+
+
+def _say(args: argparse.Namespace, message: str, event: str = "info", **fields: object) -> None:
+    """One message for people, unless --quiet. ``event`` names it in JSON, with ``fields`` (a Marker under
+    ``marker`` is written as ``wait --json`` prints it)."""
+    if getattr(args, "quiet", False):
+        return
+    if event in _LIFECYCLE and _stderr.style[0] == "text" and not getattr(args, "verbose", False):
+        return
+    _emit("WARNING" if event in _WARNINGS else "INFO", event, message, fields)
 
 
 def _say_no_directory(args: argparse.Namespace, consequence: str) -> None:
@@ -133,11 +173,42 @@ def _say_no_directory(args: argparse.Namespace, consequence: str) -> None:
         args,
         f"no exit directory (EXIT_DIR is unset and no --dir): {consequence} "
         "(--require-dir or EXITDIR_REQUIRE_DIR=1 makes this an error)",
+        event="no-directory",
     )
 
 
-def _error(message: str) -> None:
-    _stderr.line(f"exitdir: error: {message}")
+def _error(message: str, event: str = "error", **fields: object) -> None:
+    _emit("ERROR", event, f"error: {message}", fields)
+
+
+def _emit(severity: str, event: str, message: str, fields: dict[str, object]) -> None:
+    """``exitdir: MESSAGE`` (after an RFC 3339 time with --timestamps), or one JSON object: ``time``,
+    ``severity``, ``message``, ``event`` and ``fields``. JSON escapes every control character and
+    everything not ASCII, so a line stays one line whatever a marker holds; text is escaped by _Output."""
+    log_format, timestamps = _stderr.style
+    if log_format == "json":
+        import json  # loaded already wherever a marker is read or written; never for text
+
+        from ._marker import utc_timestamp
+
+        record: dict[str, object] = {
+            "time": utc_timestamp(),
+            "severity": severity,
+            "message": message,
+            "event": event,
+        }
+        for name, value in fields.items():
+            if value is None:
+                continue  # a fact this event does not have: absent rather than null
+            as_dict = getattr(value, "as_dict", None)  # a Marker
+            record[name] = as_dict() if as_dict is not None else value
+        _stderr.line(json.dumps(record, default=str))  # default: a stray field never costs the line
+    elif timestamps:
+        from ._marker import utc_timestamp
+
+        _stderr.line(f"{utc_timestamp()} exitdir: {message}")
+    else:
+        _stderr.line(f"exitdir: {message}")
 
 
 def _checked(validate: Callable[[str], T], name: str) -> Callable[[str], T]:
@@ -164,6 +235,7 @@ def _as_int(text: str) -> int | str:
 
 
 _code = _checked(lambda text: validate_code(_as_int(text)), "exit code")
+_log_format = _checked(validate_log_format, "log format")
 _seconds = _checked(lambda text: validate_seconds(text, "duration"), "seconds")
 _signal = _checked(validate_signal, "signal")
 _signal_on = _checked(validate_signal_on, "signal_on")
@@ -216,9 +288,22 @@ def _cmd_exit(args: argparse.Namespace) -> int:
     )
     if path is None:
         _say_no_directory(args, "no marker written")
-    elif args.verbose:
-        _say(args, f"wrote {path} (code {args.code})")
+    else:
+        _say_written(args, path, args.code)
     return EXIT_OK
+
+
+def _say_written(args: argparse.Namespace, path: str, code: int) -> None:
+    """marker-written: in text with --verbose; in JSON always, with the marker as followers read it."""
+    marker = None
+    if _stderr.style[0] == "json" and not args.quiet:
+        from ._marker import read_marker
+
+        try:
+            marker = read_marker(os.path.dirname(path), os.path.basename(path))
+        except OSError:
+            pass  # out of descriptors: the line goes without the fields
+    _say(args, f"wrote {path} (code {code})", event="marker-written", marker=marker)
 
 
 def _follower_token(args: argparse.Namespace) -> ExitToken:
@@ -238,13 +323,26 @@ def _follower_token(args: argparse.Namespace) -> ExitToken:
 def _marker_awaited(args: argparse.Namespace, then: str = "") -> Marker | None:
     """Wait as ``wait`` does, for ``--timeout`` seconds at most: the marker, or None (said) on a timeout,
     followed by ``then`` (what is done next)."""
+    token = _token_awaited(args, then)
+    return None if token is None else token.marker
+
+
+def _token_awaited(args: argparse.Namespace, then: str = "") -> ExitToken | None:
+    """As :func:`_marker_awaited`, the token itself (closed, tripped): its marker and its exit status."""
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
     with _follower_token(args) as token:
         if not token.wait(args.timeout):
-            _say(args, f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}{then}")
+            _say(
+                args,
+                f"timed out after {args.timeout:g} s waiting for a marker in {token.directory}{then}",
+                event="timed-out",
+            )
             return None
-        return token.marker
+        return token
+
+
+WAIT_POLICIES = ("zero", "leader")
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
@@ -252,22 +350,36 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
     if args.ready:
         return _ready_awaited(args)
-    marker = _marker_awaited(args)
-    if marker is None:
+    token = _token_awaited(args)
+    if token is None:
         return EXIT_TIMEOUT
+    marker = token.marker
+    assert marker is not None  # the token tripped
     if args.json:
         import json
 
         _print(json.dumps(marker.as_dict()))
     elif args.verbose:
         _print(describe(marker))
-    return EXIT_OK
+    status = token.exit_status if args.exit_code == "leader" else EXIT_OK
+    if status:
+        # The marker that decided it: the first named leader with that status, else the one that tripped.
+        ended = {**token.markers, marker.name: marker}
+        shown = next((m for m in ended.values() if m.exit_status == status), marker)
+        said = f"leader did not succeed ({describe(shown)}): exiting {status}"
+        _say(args, said, event="leader-failed", marker=shown)
+    return status or EXIT_OK
 
 
 def _ready_awaited(args: argparse.Namespace) -> int:
     """``wait --ready NAME...``: until every NAME is announced ready, for ``--timeout`` seconds at most."""
     if args.leader or args.json:
         raise _UsageError("--ready waits for announcements, not for a marker: drop --leader and --json")
+    if args.exit_code == "leader":
+        raise _UsageError(
+            "--exit-code leader exits with a leader's code; --ready waits for announcements, which carry "
+            "none: drop one of them"
+        )
     if resolve_directory(args.dir) is None:
         raise _UsageError("nothing to wait for: set EXIT_DIR or pass --dir")
     from ._ready import wait_ready
@@ -276,7 +388,11 @@ def _ready_awaited(args: argparse.Namespace) -> int:
     missing = wait_ready(announced, args.timeout)
     if missing:
         what = ", ".join(dependency.target for dependency in missing)
-        _say(args, f"timed out after {args.timeout:g} s waiting for {what} to be announced ready")
+        _say(
+            args,
+            f"timed out after {args.timeout:g} s waiting for {what} to be announced ready",
+            event="timed-out",
+        )
         return EXIT_TIMEOUT
     if args.verbose:
         _print(", ".join(args.ready) + " ready")
@@ -398,6 +514,7 @@ def _reaping(args: argparse.Namespace) -> tuple[bool, bool]:
         _say(
             args,
             f"{option} needs a child subreaper, which is not available here: orphans are not reaped{left}",
+            event="no-subreaper",
         )
         return False, False
     if kill and not descendants_visible():
@@ -405,25 +522,42 @@ def _reaping(args: argparse.Namespace) -> tuple[bool, bool]:
             args,
             "--kill-descendants cannot find CMD's descendants: /proc is missing or shows another pid "
             "namespace (mount /proc for this one); processes that leave CMD's process group are not stopped",
+            event="descendants-hidden",
         )
         return True, False
     return True, kill
 
 
-def _cmd_lead(args: argparse.Namespace) -> int:
-    from ._leader import Leadership
-    from ._supervise import NOT_STARTED, signal_relay, supervise
-
-    command = _command(args)
-    stops = _stop_actions(args)
+def _check_lead_options(args: argparse.Namespace) -> None:
+    """Refuse the combinations of ``lead``'s options that cannot mean anything, before CMD starts."""
     if args.wait_timeout is not None and not _dependencies(args):
         raise _UsageError("--wait-timeout bounds a wait: say what to wait for (--wait-http, --after...)")
     if args.after and resolve_directory(args.dir) is None:
         raise _UsageError(
             "--after waits for an announcement on the exit directory: set EXIT_DIR or pass --dir"
         )
-    if not args.kill_descendants and (args.signal is not None or args.grace is not None):
-        raise _UsageError("--signal and --grace say how to stop what CMD leaves: add --kill-descendants")
+    if not (args.kill_descendants or args.stop_on) and (args.signal is not None or args.grace is not None):
+        raise _UsageError(
+            "--signal and --grace say how to stop CMD or what it leaves: add --stop-on or --kill-descendants"
+        )
+    if args.stop_on and resolve_directory(args.dir) is None:
+        raise _UsageError(
+            "--stop-on watches the exit directory for a follower's marker: set EXIT_DIR or pass --dir"
+        )
+    if args.stop_on and args.name in args.stop_on:
+        raise _UsageError(
+            f"--stop-on {args.name} names this leader's own marker, written when CMD ends: give the --name "
+            "of a follow --report-failure"
+        )
+
+
+def _cmd_lead(args: argparse.Namespace) -> int:
+    from ._leader import Leadership
+    from ._supervise import EXITED, NOT_STARTED, signal_relay, supervise
+
+    command = _command(args)
+    stops = _stop_actions(args)
+    _check_lead_options(args)
     reap_all, kill_descendants = _reaping(args)  # first: it may load ctypes, which takes a descriptor
     run = Leadership(
         args.name,
@@ -449,34 +583,106 @@ def _cmd_lead(args: argparse.Namespace) -> int:
         return not_ready
     try:
         relay = signal_relay()
+        watched = _failing_followers(args)  # --stop-on: only then is the follower's machinery loaded
     except ExitDirError as err:
         return _not_started(run, command[0], err)
     try:
         outcome = supervise(
             command,
+            until=watched,
             relay=relay,
             stop_signal=signal.SIGTERM if args.signal is None else args.signal,
             grace=10.0 if args.grace is None else args.grace,
             reap_all=reap_all,
             kill_descendants=kill_descendants,
-            say=lambda message: _say(args, message),
+            say=lambda message, event="info", **fields: _say(args, message, event, **fields),
         )
     except BaseException:
         run.finish(1, "exitdir lead failed")  # never leave followers waiting for a leader that is gone
         raise
+    finally:
+        if watched is not None:
+            watched.close()
+    if outcome.why not in (EXITED, NOT_STARTED):  # --stop-on: a follower failed, or cannot be watched
+        return _stopped_for_follower(args, run, command[0], outcome=outcome, watched=watched, stops=stops)
     ended = outcome.child
-    assert ended is not None  # lead passes no token: its outcome is EXITED or NOT_STARTED
+    assert ended is not None
     if outcome.why == NOT_STARTED:
-        _error(ended.reason)
+        _error(ended.reason, event="not-started", command=command[0], status=ended.code)
     elif run.directory is not None and not run.writes_marker(ended.code):
-        _say(args, f"{command[0]} failed ({ended.reason}); --signal-on success: no marker written")
+        _say(
+            args,
+            f"{command[0]} failed ({ended.reason}); --signal-on success: no marker written",
+            event="marker-not-written",
+            command=command[0],
+            status=ended.code,
+        )
     try:
-        run.finish(ended.code, ended.reason)
+        path = run.finish(ended.code, ended.reason)
     except ExitDirError as err:
         _error(str(err))
         return ended.code or EXIT_ERROR  # never report success when the followers were not told
+    if path is not None:
+        _say_written(args, path, ended.code)
     _after_stops(stops, ended.code, args)  # the program's status stands: the marker carries it
     return ended.code
+
+
+def _failing_followers(args: argparse.Namespace) -> ExitToken | None:
+    """``lead --stop-on NAME...``: the token that trips when one of those followers reports its helper's
+    failure, or is gone without a marker; None without the option (nothing of the follower's loaded)."""
+    if not args.stop_on:
+        return None
+    from ._token import followers_failing
+
+    directory = resolve_directory(args.dir)
+    assert directory is not None  # refused as a usage error before
+    return followers_failing(directory, args.stop_on, liveness_dir=args.liveness_dir)
+
+
+def _stopped_for_follower(
+    args: argparse.Namespace,
+    run: Leadership,
+    command: str,
+    *,
+    outcome: Outcome,
+    watched: ExitToken | None,
+    stops: list[Callable[[], list[Stopped]]],
+) -> int:
+    """``lead --stop-on``: CMD was stopped (or not started) because a follower failed, or is gone: exit with
+    the follower's status (1 when it is unknown or 0: CMD did not get to finish), and write the marker
+    with it, naming the follower, so that every other follower ends too."""
+    from ._marker import describe
+    from ._supervise import FAILED
+
+    if outcome.why == FAILED or watched is None or watched.marker is None:
+        _error(str(outcome.error))
+        code, why = EXIT_ERROR, f"cannot watch for the followers of --stop-on: {outcome.error}"
+    else:
+        marker = watched.marker
+        code = marker.exit_status or EXIT_ERROR
+        told = marker.reason if marker.reason and marker.reason.startswith(marker.name) else None
+        why = told or describe(marker)
+    if outcome.child is None:
+        reason = f"{command} not started: {why}"
+        _error(f"{command} not started: {why}", event="not-started", command=command)
+    else:
+        reason = f"stopped: {why}"
+        _say(
+            args,
+            f"{command} stopped ({outcome.child.reason}) because {why}; exiting {code}",
+            event="stopped-for-follower",
+            command=command,
+            status=code,
+        )
+    if not run.writes_marker(code) and run.directory is not None:
+        _say(args, "--signal-on success: no marker written", event="marker-not-written")
+    try:
+        run.finish(code, reason)
+    except ExitDirError as err:
+        _error(str(err))
+        return code
+    return _after_stops(stops, code, args)
 
 
 # The options that name dependencies, each with the kind it names, in the order they are probed.
@@ -515,8 +721,13 @@ def _probes(args: argparse.Namespace) -> list[Dependency]:
     probes = _given(args, _PROBES)
     if probes and args.name is None:
         raise _UsageError("--ready-... probes announce a helper ready under a name: add --name NAME")
-    if not probes and args.name is not None:
-        raise _UsageError("--name says under which name a helper is announced ready: add a --ready-... probe")
+    if args.report_failure and args.name is None:
+        raise _UsageError("--report-failure writes a marker named after this follower: add --name NAME")
+    if not probes and not args.report_failure and args.name is not None:
+        raise _UsageError(
+            "--name says under which name a helper is announced ready, or its failure reported: add a "
+            "--ready-... probe or --report-failure"
+        )
     return probes
 
 
@@ -536,7 +747,12 @@ def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: s
     missing = probe_until_ready(dependencies, 0)  # said only when there is something to wait for
     if not missing:
         return None
-    _say(args, f"waiting for {', '.join(d.describe() for d in missing)} before starting {command}")
+    _say(
+        args,
+        f"waiting for {', '.join(d.describe() for d in missing)} before starting {command}",
+        event="waiting",
+        command=command,
+    )
     ending = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
     stopped_by: list[int] = []
 
@@ -558,21 +774,25 @@ def _wait_for_dependencies(args: argparse.Namespace, run: Leadership, command: s
     else:
         code = EXIT_ERROR
         reason = f"{command} not started: not ready within {args.wait_timeout:g} s: {what}"
-    return _unstarted(run, code, reason, reason)
+    return _unstarted(run, code, reason, reason, command)
 
 
 def _not_started(run: Leadership, command: str, lacking: ExitDirError) -> int:
     """``lead`` lacks what it needs to report the end of ``command``: say so, and do not run it; but its
     followers must not wait for it, so the marker is still written (status 1) if it can be."""
     return _unstarted(
-        run, EXIT_ERROR, f"cannot start {command}: {lacking}", f"exitdir could not start {command}: {lacking}"
+        run,
+        EXIT_ERROR,
+        f"cannot start {command}: {lacking}",
+        f"exitdir could not start {command}: {lacking}",
+        command,
     )
 
 
-def _unstarted(run: Leadership, code: int, said: str, reason: str) -> int:
+def _unstarted(run: Leadership, code: int, said: str, reason: str, command: str) -> int:
     """The program is not run: say ``said``, and write the marker with ``code`` and ``reason`` all the same,
     so that followers do not wait for it (a failed write is said too, unless ``said`` already says it)."""
-    _error(said)
+    _error(said, event="not-started", command=command, status=code)
     try:
         run.finish(code, reason)
     except ExitDirError as unwritten:
@@ -594,18 +814,26 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     probes = _probes(args)
     if probes and resolve_directory(args.dir) is None:
         raise _UsageError("--ready-... announces on the exit directory: set EXIT_DIR or pass --dir")
+    if args.report_failure and resolve_directory(args.dir) is None:
+        raise _UsageError(
+            "--report-failure writes its marker into the exit directory: set EXIT_DIR or pass --dir"
+        )
     if not [arg for arg in args.command if arg != "--"]:
         if not stops:
             raise _UsageError(
                 "nothing to follow: give -- CMD to run a helper, or what to stop when the marker appears "
                 "(--post URL, --quit NAME, --process NAME, --pid-file PATH)"
             )
+        if args.report_failure:
+            raise _UsageError("--report-failure reports how a helper ended: run one with -- CMD")
         stop_announcing = _announce_when_ready(args, probes)
         try:
             return _follow_stop_only(args, stops)
         finally:
             stop_announcing()
     command = _command(args)
+    if args.report_failure:
+        _forget_own_report(args)
     reap_all, kill_descendants = _reaping(args)
     # The relay's descriptors first: under a low `ulimit -n` the watch then sees what is really left, and
     # polls (which holds none) where inotify would leave no room to list the directory.
@@ -620,16 +848,21 @@ def _cmd_follow(args: argparse.Namespace) -> int:
                 _say_no_directory(args, "the helper runs until it exits")
             stop_announcing = _announce_when_ready(args, probes)
             try:
-                outcome = supervise(
-                    command,
-                    until=token,
-                    relay=relay,
-                    timeout=args.timeout,
-                    stop_signal=args.signal,
-                    grace=args.grace,
-                    reap_all=reap_all,
-                    kill_descendants=kill_descendants,
-                    say=lambda message: _say(args, message),
+                outcome = _reporting(
+                    args,
+                    token,
+                    relay,
+                    lambda: supervise(
+                        command,
+                        until=token,
+                        relay=relay,
+                        timeout=args.timeout,
+                        stop_signal=args.signal,
+                        grace=args.grace,
+                        reap_all=reap_all,
+                        kill_descendants=kill_descendants,
+                        say=lambda message, event="info", **fields: _say(args, message, event, **fields),
+                    ),
                 )
             finally:
                 stop_announcing()
@@ -641,11 +874,78 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     if outcome.why in (NOT_STARTED, EXITED):
         assert outcome.child is not None
         if outcome.why == NOT_STARTED:
-            _error(outcome.child.reason)
+            _error(outcome.child.reason, event="not-started", command=command[0], status=outcome.child.code)
         return outcome.child.code  # the helper ended on its own, or could not start: its status
     if outcome.why == MARKER:
         return _after_stops(stops, _follow_status(args.exit_code, token.marker, outcome.child), args)
     return _after_stops(stops, EXIT_TIMEOUT, args)
+
+
+# A helper that ends after the wrapper received one of these was asked to stop: it did not fail on its own.
+_ASKED_TO_STOP = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+
+
+def _forget_own_report(args: argparse.Namespace) -> None:
+    """``follow --report-failure``: the marker of this follower's name is one an earlier run left (a
+    restarted container, a rerun step): removed before watching, as a leader removes its own."""
+    from ._leader import remove_own_marker
+
+    directory = resolve_directory(args.dir)
+    if directory is not None and os.path.lexists(os.path.join(directory, args.name)):
+        remove_own_marker(directory, args.name)
+
+
+def _reporting(
+    args: argparse.Namespace, token: ExitToken, relay: SignalRelay, supervised: Callable[[], Outcome]
+) -> Outcome:
+    """Run ``supervised``; with ``--report-failure``, holding the lock that shows ``lead --stop-on NAME``
+    this follower running, and after it report the helper's failure, *then* let the lock go: a follower
+    is never seen gone without its report."""
+    directory = token.directory
+    if not args.report_failure or directory is None:
+        return supervised()
+    from ._config import resolve_liveness_dir
+    from ._liveness import hold_reporting, release
+
+    held = hold_reporting(directory, args.name, resolve_liveness_dir(args.liveness_dir, directory))
+    try:
+        outcome = supervised()
+        _report_failure(args, token, outcome, relay.received)
+    finally:
+        for fd in held:
+            release(fd)
+    return outcome
+
+
+def _report_failure(args: argparse.Namespace, token: ExitToken, outcome: Outcome, received: set[int]) -> None:
+    """``follow --report-failure``: when the helper failed on its own (a non-zero status, or it could not
+    start; not stopped because of a marker, a timeout or a signal to the wrapper), before any marker that
+    ends this follower, write the marker ``--name`` with its status, through the leader's writer."""
+    from ._supervise import EXITED, NOT_STARTED
+    from ._token import Waiter
+
+    ended = outcome.child
+    if outcome.why not in (EXITED, NOT_STARTED) or ended is None or ended.code == 0:
+        return
+    if received & _ASKED_TO_STOP or (ended.signal is not None and ended.signal in received):
+        return  # asked to stop from outside (the pod deleted): not a failure of the helper's own
+    if Waiter(token).look() or token.error is not None:
+        return  # the leader is done already: the helper's end no longer matters to anyone
+    how = ended.reason if outcome.why == EXITED else f"not started: {ended.reason}"
+    reason = f"{args.name} {how}"
+    from ._leader import write_marker
+
+    try:
+        write_marker(ended.code, reason=reason, name=args.name, directory=token.directory)
+    except ExitDirError as err:
+        _error(f"cannot report that {reason}: {err}", event="report-failed")
+        return
+    _say(
+        args,
+        f"reported the helper's failure as marker {args.name} (code {ended.code}): {reason}",
+        event="failure-reported",
+        status=ended.code,
+    )
 
 
 def _announce_when_ready(args: argparse.Namespace, probes: list[Dependency]) -> Callable[[], None]:
@@ -660,7 +960,7 @@ def _announce_when_ready(args: argparse.Namespace, probes: list[Dependency]) -> 
         probes,
         directory=args.dir,
         liveness_dir=args.liveness_dir,
-        say=lambda text: _say(args, text),
+        say=lambda message, event="info", **fields: _say(args, message, event, **fields),
     )
 
 
@@ -697,10 +997,11 @@ def _after_stops(stops: list[Callable[[], list[Stopped]]], status: int, args: ar
 
     for results in in_parallel(stops):
         for result in results:
+            what = {"target": result.target, "result": result.outcome}
             if result.done:
-                _say(args, result.describe())
+                _say(args, result.describe(), event="stopped", **what)
             else:
-                _error(f"could not stop {result.describe()}")
+                _error(f"could not stop {result.describe()}", event="not-stopped", **what)
                 failed = True
     return EXIT_ERROR if failed and status == EXIT_OK else status
 
@@ -781,7 +1082,15 @@ def _announcing(sub: argparse.ArgumentParser) -> None:
         "--name",
         type=_name,
         help="announce the helper ready under NAME once every --ready-* probe passes, for `exitdir lead "
-        "--after NAME` and `exitdir wait --ready NAME` (a lock: nothing is written into the exit directory)",
+        "--after NAME` and `exitdir wait --ready NAME` (a lock: nothing is written into the exit directory); "
+        "and with --report-failure, the name of its marker",
+    )
+    sub.add_argument(
+        "--report-failure",
+        action="store_true",
+        help="when the helper fails on its own (a non-zero status, before any marker), write the marker "
+        "NAME with its status; `exitdir lead --stop-on NAME` then stops its program, as it does if this "
+        "wrapper is killed",
     )
     sub.add_argument(
         "--ready-tcp", action="append", type=_port, metavar="[HOST:]PORT", help="... once it accepts"
@@ -830,6 +1139,20 @@ def _liveness(sub: argparse.ArgumentParser) -> None:
 def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--dir", metavar="DIR", help="exit directory (default: $EXIT_DIR)")
     sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    sub.add_argument(
+        "--log-format",
+        type=_log_format,
+        metavar="{text,json}",
+        help="exitdir's own messages on stderr: text lines, or one JSON object per line with time, "
+        "severity, message and event (default: $EXITDIR_LOG_FORMAT, else text)",
+    )
+    sub.add_argument(
+        "--timestamps",
+        action="store_const",
+        const=True,
+        default=None,  # None: $EXITDIR_TIMESTAMPS decides
+        help="start each text message with its RFC 3339 UTC time (also EXITDIR_TIMESTAMPS=1)",
+    )
 
 
 def _supervised(sub: argparse.ArgumentParser) -> None:
@@ -884,6 +1207,14 @@ def _leaders(sub: argparse.ArgumentParser) -> None:
 def _configure_wait(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--timeout", type=_seconds, help="give up after SECONDS (exit status 124)")
     sub.add_argument(
+        "--exit-code",
+        choices=WAIT_POLICIES,
+        default="zero",
+        help="status once the marker is there: zero (default), or leader: the leader's code (1 if it "
+        "vanished or its code is unknown; with --all, the first non-zero in the order of --leader), to gate "
+        "a next step",
+    )
+    sub.add_argument(
         "--ready",
         action="append",
         type=_name,
@@ -918,13 +1249,23 @@ def _configure_lead(sub: argparse.ArgumentParser) -> None:
         "on failure, restartPolicy: OnFailure)",
     )
     sub.add_argument(
-        "--signal", type=_signal, help="with --kill-descendants: the signal for what CMD left (default TERM)"
+        "--signal",
+        type=_signal,
+        help="with --stop-on or --kill-descendants: the signal for CMD or what it left (default TERM)",
     )
     sub.add_argument(
         "--grace",
         type=_seconds,
-        help="with --kill-descendants: seconds between that signal and SIGKILL (default 10); the marker "
-        "is written once they are gone",
+        help="with --stop-on or --kill-descendants: seconds between that signal and SIGKILL (default 10); "
+        "the marker is written once they are gone",
+    )
+    sub.add_argument(
+        "--stop-on",
+        action="append",
+        type=_name,
+        metavar="NAME",
+        help="stop CMD (--signal, --grace, SIGKILL) when `exitdir follow --name NAME --report-failure` "
+        "reports its helper failed, or is gone without a report; exit with its status (repeatable)",
     )
     _readiness(sub)
     _stop_targets(sub)
@@ -995,8 +1336,35 @@ _COMMANDS = {
 
 
 def _subcommand(argv: Sequence[str]) -> str | None:
-    """The command ``argv`` names, as argparse will read it (the top level has no option taking a value)."""
-    return next((arg for arg in argv if not arg.startswith("-")), None)
+    """The command ``argv`` names, as argparse will read it (the top level's one option taking a value is
+    ``--log-format FORMAT``)."""
+    after_option = False
+    for arg in argv:
+        if not arg.startswith("-") and not after_option:
+            return arg
+        after_option = arg == "--log-format"
+    return None
+
+
+def _prescanned_style(argv: Sequence[str]) -> tuple[str, bool]:
+    """The log style ``argv`` and the environment ask for, read before argparse has (a usage error must
+    honour it too): ``--log-format FORMAT``, ``--log-format=FORMAT`` and ``--timestamps`` before ``--``. A
+    value that is not valid is left for the parser to refuse, and said meanwhile in plain text."""
+    log_format: str | None = None
+    timestamps: bool | None = None
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--timestamps":
+            timestamps = True
+        elif arg.startswith("--log-format="):
+            log_format = arg.partition("=")[2]
+        elif arg == "--log-format" and index + 1 < len(argv):
+            log_format = argv[index + 1]
+    try:
+        return log_style(None if log_format is None else validate_log_format(log_format), timestamps)
+    except ExitDirError:
+        return "text", timestamps is True
 
 
 # Every option can be set as $EXITDIR_<OPTION> instead, but demo's: they are no settings.
@@ -1005,9 +1373,10 @@ _ENVIRONMENT_EPILOG = (
     "Every option can also be set as EXITDIR_<OPTION> (--grace: EXITDIR_GRACE; on/off options: 1 or 0; "
     "repeatable ones: comma-separated, \\, for a comma); a flag wins."
 )
-# Read by the library itself, as before: an invalid value is an error only when there is no exit
-# directory, so a leader that has one always writes its marker.
-_READ_BY_THE_LIBRARY = (ENV_REQUIRE_DIR,)
+# Read where they are used, as before: EXITDIR_REQUIRE_DIR by the library, only when there is no exit
+# directory (a leader that has one always writes its marker); the log style's two by _config.log_style,
+# before the arguments are parsed, so that even a usage error is said in the style asked for.
+_READ_BY_THE_LIBRARY = (ENV_REQUIRE_DIR, ENV_LOG_FORMAT, ENV_TIMESTAMPS)
 # The options this run took from their variables ({"--name": "EXITDIR_NAME"}), for its usage errors.
 _set_by_variable: dict[str, str] = {}
 
@@ -1121,6 +1490,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"exitdir {__version__}")
+    # Also before the command (`exitdir --log-format json follow ...`), as a log setting reads; their own
+    # dests, since a command's defaults would overwrite the same dest.
+    parser.add_argument("--log-format", dest="log_format_before", type=_log_format, metavar="{text,json}")
+    parser.add_argument("--timestamps", dest="timestamps_before", action="store_const", const=True)
     # prog given: otherwise argparse builds a help formatter, importing shutil, on every start.
     commands = parser.add_subparsers(
         dest="subcommand", metavar="COMMAND", parser_class=_Parser, prog="exitdir"
@@ -1209,11 +1582,19 @@ def _main_held(argv: Sequence[str]) -> int:
 def _main(argv: Sequence[str]) -> int:
     previous_sink = _log.sink
     previous_term: _Handler = None
+    _stderr.style = _prescanned_style(argv)
     try:
         args = _parser(argv).parse_args(argv)
+        try:
+            _stderr.style = log_style(
+                getattr(args, "log_format", None) or args.log_format_before,
+                getattr(args, "timestamps", None) or args.timestamps_before,
+            )
+        except ExitDirError as err:  # a bad EXITDIR_LOG_FORMAT or EXITDIR_TIMESTAMPS
+            raise _UsageError(str(err)) from None
         if args.subcommand is None:
             raise _UsageError("a command is required (see 'exitdir --help')")
-        _log.sink = lambda message: _say(args, message)
+        _log.sink = lambda message: _say(args, message, event="warning")
         if args.run in (_cmd_wait, _cmd_demo):
             previous_term = _stop_on_sigterm()
         status: int = args.run(args)
@@ -1221,7 +1602,7 @@ def _main(argv: Sequence[str]) -> int:
     except _Terminated:
         return 128 + signal.SIGTERM
     except _UsageError as err:
-        _stderr.line(f"exitdir: usage: {_naming_variables(str(err))}")
+        _emit("ERROR", "usage", f"usage: {_naming_variables(str(err))}", {})
         return EXIT_USAGE
     except ExitDirError as err:
         _error(str(err))

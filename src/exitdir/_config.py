@@ -18,12 +18,15 @@ if TYPE_CHECKING:
 ENV_DIR = "EXIT_DIR"
 ENV_REQUIRE_DIR = "EXITDIR_REQUIRE_DIR"
 ENV_LIVENESS_DIR = "EXITDIR_LIVENESS_DIR"
+ENV_LOG_FORMAT = "EXITDIR_LOG_FORMAT"
+ENV_TIMESTAMPS = "EXITDIR_TIMESTAMPS"
 _YES = frozenset({"1", "true", "yes", "on"})
 _NO = frozenset({"0", "false", "no", "off", ""})
 DEFAULT_NAME = "exitFile"
 REQUIRE_ALL = "all"
 REQUIRE_ANY = "any"
 SIGNAL_ON = ("always", "success")
+LOG_FORMATS = ("text", "json")
 # NAME_MAX on every filesystem we care about.
 _NAME_MAX_BYTES = 255
 
@@ -257,6 +260,41 @@ def require_directory(resolved: str | None, require_dir: bool | None) -> str | N
         f"no exit directory{required}: {ENV_DIR} is unset or empty and no directory was given; set "
         f"{ENV_DIR} (or pass --dir, directory=)"
     )
+
+
+def validate_log_format(log_format: str) -> str:
+    """``log_format`` if it names a format of the wrapper's messages: ``text`` or ``json``.
+
+    >>> validate_log_format("json")
+    'json'
+    """
+    return validate_choice(log_format, LOG_FORMATS, "log format")
+
+
+def log_style(log_format: str | None, timestamps: bool | None) -> tuple[str, bool]:
+    """How the command line writes its messages: (``text`` or ``json``, whether a text line starts with a
+    timestamp). An option given wins; else ``$EXITDIR_LOG_FORMAT`` (text, json; any case; empty is text)
+    and ``$EXITDIR_TIMESTAMPS`` (yes/no words as ``$EXITDIR_REQUIRE_DIR``), a bad value refused naming
+    the variable.
+
+    >>> log_style("json", False)
+    ('json', False)
+    """
+    if log_format is None:
+        text = os.environ.get(ENV_LOG_FORMAT, "")
+        log_format = text.strip().lower() or LOG_FORMATS[0]
+        if log_format not in LOG_FORMATS:
+            raise _error(f"{ENV_LOG_FORMAT}={text!r} is invalid: set it to {' or '.join(LOG_FORMATS)}")
+    if timestamps is None:
+        text = os.environ.get(ENV_TIMESTAMPS, "")
+        value = text.strip().lower()
+        if value not in _YES | _NO:
+            raise _error(
+                f"{ENV_TIMESTAMPS}={text!r} is not a yes/no value: set it to 1, true, yes or on for "
+                "timestamped lines, or to 0, false, no, off or nothing"
+            )
+        timestamps = value in _YES
+    return log_format, timestamps
 
 
 def path_problem(directory: str) -> ExitDirError | None:

@@ -15,13 +15,27 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 TICK_SECONDS = 0.5
+# Go's monotonic readings count from when its time package was initialised, as the program started; the
+# demo's from when this module was loaded, which `exitdir demo` does first.
+_STARTED = time.monotonic()
 
 
-def go_time(now: float) -> str:
-    """Local time as Go's ``time.Time.String()`` prints it (less the monotonic part), as the seed shows."""
+def go_time(now: float, elapsed: float | None = None) -> str:
+    """Local time as Go's ``time.Time.String()`` prints it, as the seed shows: ``now`` (``time.time()``)
+    to the microsecond, then, given ``elapsed`` (seconds since the program started, on a monotonic clock),
+    Go's monotonic reading ``m=±SECONDS`` with 9 decimals (Go's ``m=±ddd.nnnnnnnnn``).
+
+    >>> go_time(0.0, 0.501881542).endswith(" m=+0.501881542")
+    True
+    """
     local = time.localtime(now)
     micros = int((now - int(now)) * 1_000_000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", local) + f".{micros:06d}" + time.strftime(" %z %Z", local)
+    text = time.strftime("%Y-%m-%d %H:%M:%S", local) + f".{micros:06d}" + time.strftime(" %z %Z", local)
+    if elapsed is None:  # as Go prints a time stripped of its monotonic reading (t.Round(0))
+        return text
+    nanos = round(abs(elapsed) * 1e9)
+    sign = "-" if elapsed < 0 else "+"
+    return f"{text} m={sign}{nanos // 1_000_000_000}.{nanos % 1_000_000_000:09d}"
 
 
 def busy(say: Callable[[str], None]) -> int:
@@ -32,7 +46,7 @@ def busy(say: Callable[[str], None]) -> int:
     with aware() as token:
         next_tick = time.monotonic() + TICK_SECONDS
         while not token.wait(timeout=max(0.0, next_tick - time.monotonic())):
-            say(f"[Busy] Tick at {go_time(time.time())}")
+            say(f"[Busy] Tick at {go_time(time.time(), time.monotonic() - _STARTED)}")
             next_tick += TICK_SECONDS
     say("[Busy] Exiting...")
     return 0

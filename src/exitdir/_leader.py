@@ -264,6 +264,16 @@ def write_marker(
     return os.path.join(resolved, name)
 
 
+def remove_own_marker(directory: str, name: str) -> None:
+    """Remove the marker ``name`` that an earlier run of this writer left (a restarted container, a rerun
+    step): left there, it would stop followers that start now. Said once; a failure is left alone."""
+    try:
+        os.unlink(os.path.join(directory, name))
+        warn_once(f"stale-own:{directory}/{name}", f"removed {name} left in {directory} by an earlier run")
+    except OSError:
+        pass
+
+
 class Leadership:
     """One run of a leader, for both :class:`leader` and ``exitdir lead``: the one place that orders it.
 
@@ -349,14 +359,7 @@ class Leadership:
             self._release()
             raise problem
         if own is not None:
-            try:
-                os.unlink(os.path.join(directory, self.name))
-                warn_once(
-                    f"stale-own:{directory}/{self.name}",
-                    f"removed {self.name} left in {directory} by an earlier run",
-                )
-            except OSError:
-                pass
+            remove_own_marker(directory, self.name)
         restartable = self.signal_on == "success"
         lock_leader(self._dir_fd, directory, self.name, restartable=restartable)
         if self.liveness_dir is not None:

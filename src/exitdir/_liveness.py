@@ -16,13 +16,17 @@ Byte ``slot(name)`` held: that leader is running. Byte ``slot(name) + 1`` held t
 ``ready_offset(name)``, above every leader's: a follower of that name announces that its helper is ready
 (``exitdir follow --name NAME --ready-...``), for as long as it runs; ``exitdir lead --after NAME`` and
 ``exitdir wait --ready NAME`` wait for it. A lock is the announcement because it creates no entry and ends
-with the process that holds it, however it ends: no stale "ready" can outlive its helper.
+with the process that holds it, however it ends: no stale "ready" can outlive its helper. Byte
+``reporting_offset(name)``, above those: a follower of that name reports its helper's failure
+(``exitdir follow --name NAME --report-failure``) and runs; ``exitdir lead --stop-on NAME`` watches it as a
+follower watches a leader. A region of its own, not a leader's slot: unnamed followers and ``exitdir
+status`` count every lock of the leaders' region as a running leader, and a follower is not one.
 
 Across machines (issue 12) that lock is no use: NFS and SMB clients keep a lock on a directory in their
 own kernel. So a leader given a *liveness directory* (``EXITDIR_LIVENESS_DIR``, ``--liveness-dir``) also
 locks a file of its own there, ``LIVENESS_DIR/NAME``, bytes 0 (running) and 1 (may be restarted) (byte 2:
-a follower of that name is ready), and
-those locks do reach the file server (NFSv4 LOCK, SMB2 LOCK). Followers ask the server about them
+a follower of that name is ready; byte 3: one of that name reports failure), and those locks do reach the
+file server (NFSv4 LOCK, SMB2 LOCK). Followers ask the server about them
 (F_OFD_GETLK: an NFSv4 LOCKT, an SMB2 lock-and-unlock), so a leader is seen running from any machine.
 When its process dies its kernel releases them; when its node dies, the server does once the client's
 lease expires (NFSv4) or its connection is dropped (SMB). It is a directory of its own because Go exitdir
@@ -56,6 +60,8 @@ _CANNOT_LOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.EN
 _SLOTS = 1 << 30
 _READY_BASE = 2 * _SLOTS  # every leader's bytes lie below; the followers' "ready" bytes above
 _READY_BYTE = 2  # in LIVENESS_DIR/NAME
+_REPORTING_BASE = 2 * _READY_BASE  # above the "ready" bytes: followers reporting failure
+_REPORTING_BYTE = 3  # in LIVENESS_DIR/NAME
 
 
 def slot(name: str) -> int:
@@ -89,6 +95,11 @@ def _held_by_this_process(path: str) -> set[int] | None:
 def ready_offset(name: str) -> int:
     """The lock offset by which the follower called ``name`` announces that its helper is ready."""
     return _READY_BASE + slot(name)
+
+
+def reporting_offset(name: str) -> int:
+    """The lock offset held by the follower called ``name`` while it reports its helper's failure."""
+    return _REPORTING_BASE + slot(name)
 
 
 def lock_leader(dir_fd: int, directory: str, name: str, *, restartable: bool = False) -> bool:
@@ -157,6 +168,12 @@ def leader_flags(held: set[int], name: str | None) -> tuple[bool, bool]:
     return start in held, start + 1 in held
 
 
+def reporting_flags(held: set[int], name: str | None) -> tuple[bool, bool]:
+    """As :func:`leader_flags`, for the follower ``name`` reporting failure (never restartable)."""
+    assert name is not None  # followers are watched by name only: lead --stop-on NAME
+    return reporting_offset(name) in held, False
+
+
 def running_leaders(held: set[int]) -> int:
     return sum(1 for offset in held if offset < _READY_BASE and offset % 2 == 0)
 
@@ -179,23 +196,69 @@ def hold_ready(directory: str, name: str, liveness_dir: str | None) -> list[int]
     exit directory (seen on this machine) and, with a liveness directory, on byte 2 of
     ``liveness_dir/NAME`` (seen on every machine). The descriptors that hold it (closing them withdraws
     it); a lock that cannot be taken is said once, and the others still hold."""
+    return _hold_both(
+        directory,
+        name,
+        liveness_dir,
+        offset=ready_offset(name),
+        byte=_READY_BYTE,
+        key=f"ready-hold:{directory}",
+        failed=f"cannot announce that {name} is ready on {directory}",
+        here="whoever waits for it on this machine (exitdir lead --after, wait --ready) waits until its "
+        "timeout",
+        elsewhere=f"programs on other machines never see {name} ready",
+    )
+
+
+def hold_reporting(directory: str, name: str, liveness_dir: str | None) -> list[int]:
+    """Follower side (``follow --name NAME --report-failure``): hold the lock that shows this follower
+    running, as :func:`hold_ready` does at :func:`reporting_offset` and byte 3 of ``liveness_dir/NAME``,
+    and make inotify watchers look at once, so that ``lead --stop-on NAME`` has seen it before it can go.
+    Release the descriptors only after the failure's marker is written."""
+    held = _hold_both(
+        directory,
+        name,
+        liveness_dir,
+        offset=reporting_offset(name),
+        byte=_REPORTING_BYTE,
+        key=f"report-hold:{directory}",
+        failed=f"cannot show on {directory} that {name} runs",
+        here="exitdir lead --stop-on on this machine cannot tell if this follower is killed outright",
+        elsewhere=f"exitdir lead --stop-on {name} on other machines cannot tell if this follower is killed "
+        "outright",
+    )
+    announce(directory)
+    return held
+
+
+def _hold_both(
+    directory: str,
+    name: str,
+    liveness_dir: str | None,
+    *,
+    offset: int,
+    byte: int,
+    key: str,
+    failed: str,
+    here: str,
+    elsewhere: str,
+) -> list[int]:
+    """Lock ``offset`` of the exit directory and, with a liveness directory, ``byte`` of
+    ``liveness_dir/NAME``; the descriptors that hold them. A lock that cannot be taken is said once
+    (``failed``, why, and ``here`` or ``elsewhere``: what is lost), and the other still holds."""
     held = []
     fd = None
     try:
         os.makedirs(directory, exist_ok=True)  # the leader would create it: the follower may be first
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        lock_shared(fd, ready_offset(name), 1)  # ENOSYS where OFD locks do not exist: said below
+        lock_shared(fd, offset, 1)  # ENOSYS where OFD locks do not exist: said below
         held.append(fd)
     except OSError as err:
         if fd is not None:
             os.close(fd)
-        warn_once(
-            f"ready-hold:{directory}",
-            f"cannot announce that {name} is ready on {directory}: {explain(err)}; whoever waits for it on "
-            "this machine (exitdir lead --after, wait --ready) waits until its timeout",
-        )
+        warn_once(key, f"{failed}: {explain(err)}; {here}")
     if liveness_dir is not None:
-        kept = _hold(liveness_dir, name, _READY_BYTE, 1, f"programs on other machines never see {name} ready")
+        kept = _hold(liveness_dir, name, byte, 1, elsewhere)
         if kept is not None:
             held.append(kept)
     return held
@@ -279,29 +342,31 @@ def is_ready(directory: str, name: str, liveness_dir: str | None) -> bool | None
 
 
 def liveness_of(
-    directory: str, liveness_dir: str | None, *, once: bool = False
+    directory: str, liveness_dir: str | None, *, once: bool = False, followers: bool = False
 ) -> DirectoryLocks | FileLocks:
     """Where the followers of ``directory`` see leaders running: the locks on the directory itself (the
     leaders of this machine), or with a liveness directory their files' locks there, as the file server
     sees them (the leaders of every machine). ``once``: for one look (``exitdir status``), where one held
-    answer is taken as it is, since no crash is concluded from it."""
+    answer is taken as it is, since no crash is concluded from it. ``followers``: the locks of the
+    followers reporting failure (``lead --stop-on``) instead of the leaders'."""
     if liveness_dir is None:
-        return DirectoryLocks(directory)
-    return FileLocks(liveness_dir, answers_needed=1 if once else 2, directory=directory)
+        return DirectoryLocks(directory, followers=followers)
+    return FileLocks(liveness_dir, answers_needed=1 if once else 2, directory=directory, followers=followers)
 
 
 class DirectoryLocks:
     """Followers' view of the leaders on this machine: the locks on the exit directory (/proc/locks)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, followers: bool = False) -> None:
         self._directory = directory
+        self._flags_of = reporting_flags if followers else leader_flags
 
     def flags(self, keys: tuple[str | None, ...]) -> dict[str | None, LockFlags] | None:
         """Each leader's (running, restartable); None if unknowable. Key None: any leader."""
         held = held_offsets(self._directory)
         if held is None:
             return None
-        return {key: leader_flags(held, key) for key in keys}
+        return {key: self._flags_of(held, key) for key in keys}
 
     def survey(self, names: tuple[str, ...]) -> tuple[dict[str | None, LockFlags] | None, int | None]:
         """For one look (``exitdir status``): each of ``names``' flags, and how many leaders are running,
@@ -327,8 +392,17 @@ class FileLocks:
     opened for each test, so a file replaced or created meanwhile is the one tested.
     """
 
-    def __init__(self, liveness_dir: str, *, answers_needed: int = 2, directory: str | None = None) -> None:
+    def __init__(
+        self,
+        liveness_dir: str,
+        *,
+        answers_needed: int = 2,
+        directory: str | None = None,
+        followers: bool = False,
+    ) -> None:
         self._dir = liveness_dir
+        self._followers = followers  # test the byte of a follower reporting failure, not a leader's
+        self._flags_of = reporting_flags if followers else leader_flags
         self._directory = directory  # the exit directory, whose lock table shows this machine's leaders
         self._answers_needed = answers_needed
         self._held: dict[str, int] = {}  # name -> its file, open, while its leader is seen holding it
@@ -374,7 +448,7 @@ class FileLocks:
         local = None if self._directory is None else held_offsets(self._directory)
         if local:
             for name in found:
-                here = leader_flags(local, name)
+                here = self._flags_of(local, name)
                 found[name] = (found[name][0] or here[0], found[name][1] or here[1])
         flags: dict[str | None, LockFlags] = {key: found[key] for key in keys if key is not None}
         if None in keys:
@@ -388,11 +462,11 @@ class FileLocks:
         """(running, restartable) for leader ``name``; None if this test was inconclusive."""
         mine = _held_by_this_process(os.path.join(self._dir, name))
         if mine is not None:  # never opened here: see _held_here
-            return 0 in mine, 1 in mine
+            return (_REPORTING_BYTE in mine, False) if self._followers else (0 in mine, 1 in mine)
         kept = self._held.pop(name, None)
         if kept is not None:
             try:
-                answer = _ask(kept)
+                answer = self._ask(kept)
             except OSError:
                 answer = None  # a stale handle, say: asked again below through a fresh open
             if answer is not None and answer[0]:
@@ -403,11 +477,11 @@ class FileLocks:
         if fd is None:
             return False, False
         try:
-            answer = _ask(fd)
+            answer = self._ask(fd)
             for _ in range(self._answers_needed - 1):  # a first sighting is confirmed at once
                 if answer is None or not answer[0]:
                     break
-                answer = _ask(fd)
+                answer = self._ask(fd)
         except OSError:
             os.close(fd)
             raise
@@ -416,6 +490,9 @@ class FileLocks:
         else:
             os.close(fd)
         return answer
+
+    def _ask(self, fd: int) -> LockFlags | None:
+        return _ask_reporting(fd) if self._followers else _ask(fd)
 
     def _open(self, name: str) -> int | None:
         """Leader ``name``'s file, open for a test; None if there is none, or it is not one to test."""
@@ -461,6 +538,14 @@ def _ask(fd: int) -> LockFlags | None:
     if "exclusive" in (first, second):
         return None
     return first == "shared", second == "shared"
+
+
+def _ask_reporting(fd: int) -> LockFlags | None:
+    """As :func:`_ask`, for the byte of a follower reporting failure."""
+    answer = lock_conflict(fd, _REPORTING_BYTE, 1)
+    if answer == "exclusive":
+        return None
+    return answer == "shared", False
 
 
 def _cannot_test(path: str, why: str) -> None:

@@ -28,6 +28,8 @@ KIND_EMPTY = "empty"  # Go exitdir's Exit(), `touch`, `echo >`
 KIND_UNKNOWN = "unknown"  # anything else: still a marker
 KIND_VANISHED = "vanished"  # no file: the leader's liveness lock went away without a marker (it crashed)
 VANISHED_REASON = "leader exited without signalling"
+# A follower reporting failure (``follow --report-failure``) whose lock went without a marker.
+FOLLOWER_GONE_REASON = "follower ended without reporting a failure (killed outright, or its helper exited 0)"
 
 
 class Marker:
@@ -70,6 +72,21 @@ class Marker:
         self.time = time
         self.boot_id = boot_id
         self.problem = problem
+
+    @property
+    def exit_status(self) -> int:
+        """The status a step gated on this leader should exit with: its ``code``, or 1 when the code is
+        unknown (content that is not ours, or a leader that vanished without a marker), since then the
+        leader ended but cannot be said to have succeeded. An empty marker (Go's ``Exit()``) is 0.
+
+        >>> Marker("build", kind="exitdir", code=3).exit_status
+        3
+        >>> Marker("build", kind="empty", code=0).exit_status
+        0
+        >>> Marker("build", kind="vanished", code=None).exit_status
+        1
+        """
+        return 1 if self.code is None else self.code
 
     def as_dict(self) -> dict[str, object]:
         """The marker's fields as a plain dict (what ``exitdir status --json`` prints)."""

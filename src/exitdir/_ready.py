@@ -34,6 +34,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ._supervise import Say
+
 # Documented readiness endpoints, on the pod's loopback (docs/sidecars.md cites each source):
 # - istio: the sidecar's readiness probe, GET :15021/healthz/ready (Envoy's, through pilot-agent);
 # - linkerd: linkerd2-proxy's admin server, GET :4191/ready;
@@ -210,7 +212,7 @@ def announce_when_ready(
     *,
     directory: str | os.PathLike[str] | None,
     liveness_dir: str | os.PathLike[str] | None,
-    say: Callable[[str], None],
+    say: Say,
 ) -> Callable[[], None]:
     """Probe ``probes`` in a thread of its own until all pass, then :func:`announce_ready` ``name`` (and
     ``say`` so). What to call to stop probing and withdraw the announcement: it returns at once (a probe
@@ -230,7 +232,7 @@ def announce_when_ready(
         if now >= next_note:
             next_note = now + LATER_NOTES
             what = "; ".join(f"{probe.describe()}: {reason}" for probe, reason in why.items())
-            say(f"{name} not ready after {now - began:.0f} s: {what}")
+            say(f"{name} not ready after {now - began:.0f} s: {what}", "not-ready", name=name)
 
     def probe_then_announce() -> None:
         if probe_until_ready(probes, None, lambda seconds: not stopping.wait(seconds), note):
@@ -241,7 +243,11 @@ def announce_when_ready(
                 announcement.close()
                 return
             held.append(announcement)
-        say(f"{name} is ready ({', '.join(probe.describe() for probe in probes)}): announced")
+        say(
+            f"{name} is ready ({', '.join(probe.describe() for probe in probes)}): announced",
+            "ready",
+            name=name,
+        )
 
     def stop() -> None:
         stopping.set()

@@ -16,7 +16,9 @@ The rules, in order:
    markers count: ``require="any"`` trips on the first, ``"all"`` once every named leader has one.
 3. **Vanished leaders**: a leader seen holding its liveness lock, not marked restartable at the last
    sighting, whose lock is then gone while it has no counted marker, has crashed: that trips too, with a
-   marker of kind ``"vanished"``.
+   marker of kind ``"vanished"``. Rules made with ``followers=True`` (``exitdir lead --stop-on NAME``)
+   watch the locks of followers reporting failure (``follow --name NAME --report-failure``) instead, which
+   are never restartable: one seen running, then gone with no marker, trips the same way.
 
 And what *fails* a follower, which is not "exit requested" (:class:`Looks`): a look at the directory that
 fails is retried after the poll interval; only a directory lost for good (every look meeting a stale NFS
@@ -34,7 +36,7 @@ handle or a dead FUSE daemon, for a second and three looks) fails it.
 from __future__ import annotations
 
 from ._config import DEFAULT_NAME, REQUIRE_ANY
-from ._marker import KIND_VANISHED, VANISHED_REASON, Marker
+from ._marker import FOLLOWER_GONE_REASON, KIND_VANISHED, VANISHED_REASON, Marker
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -93,10 +95,14 @@ class Vantage:
 class TripRules:
     """The state of one follower's rules: which named markers were counted, which leaders were seen."""
 
-    def __init__(self, names: tuple[str, ...] | None, require: str, *, vantage: Vantage) -> None:
+    def __init__(
+        self, names: tuple[str, ...] | None, require: str, *, vantage: Vantage, followers: bool = False
+    ) -> None:
         self.names = names
         self.require = require
         self.vantage = vantage
+        # Whose locks observe_locks() is fed: leaders', or (True) those of followers reporting failure.
+        self.followers = followers
         self.counted: dict[str, Marker] = {}
         # Leaders whose locks are watched; None stands for "any leader" when no names were given.
         self.leader_keys: tuple[str | None, ...] = names if names is not None else (None,)
@@ -136,8 +142,30 @@ class TripRules:
                 and key not in self._restartable
                 and key not in self.counted
             ):
-                vanished = Marker(key or DEFAULT_NAME, kind=KIND_VANISHED, code=None, reason=VANISHED_REASON)
+                name = key or DEFAULT_NAME
+                reason = f"{name}: {FOLLOWER_GONE_REASON}" if self.followers else VANISHED_REASON
+                vanished = Marker(name, kind=KIND_VANISHED, code=None, reason=reason)
         return vanished
+
+    def exit_status(self, tripped: Marker) -> int:
+        """The status a step gated on the leaders should exit with, once ``tripped`` has tripped: with
+        several names under ``require="all"``, the first non-zero :attr:`Marker.exit_status` in the order
+        the names were given (a leader that vanished is 1), else 0; otherwise ``tripped``'s own.
+
+        >>> rules = TripRules(("build", "lint"), "all", vantage=Vantage(None))
+        >>> rules.consider(Marker("lint", kind="exitdir", code=2))
+        'counted'
+        >>> rules.consider(Marker("build", kind="exitdir", code=0))
+        'trip'
+        >>> rules.exit_status(Marker("build", kind="exitdir", code=0))
+        2
+        """
+        if self.names is None or self.require == REQUIRE_ANY:
+            return tripped.exit_status
+        ended = dict(self.counted)
+        ended.setdefault(tripped.name, tripped)  # a vanished leader is not counted, but it ended
+        statuses = (ended[name].exit_status for name in self.names if name in ended)
+        return next((status for status in statuses if status != 0), 0)
 
 
 # What Looks.failed() answers.

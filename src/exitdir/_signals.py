@@ -88,6 +88,9 @@ class SignalRelay:
     def __init__(self) -> None:
         self._group: int | None = None
         self._pending: list[int] = []
+        # Every signal that came from outside to be forwarded: a program that then ends was asked to, and
+        # did not fail on its own (follow --report-failure).
+        self.received: set[int] = set()
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup_fd = -1
         self._old_mask: set[int] = set()
@@ -130,6 +133,7 @@ class SignalRelay:
         self._wake_r = self._wake_w = -1
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.received.add(signum)
         if self._group is None:
             self._pending.append(signum)
         else:

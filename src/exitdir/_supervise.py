@@ -22,15 +22,24 @@ from ._clock import poll_ms, sooner
 from ._errno import explain
 from ._errors import ExitDirError
 from ._linux import Process, descendants, signal_process
-from ._marker import describe
+from ._marker import KIND_VANISHED, describe
 from ._signals import CHILD_DEFAULTS, SignalRelay, signal_name
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
+    from typing import Protocol
 
     from ._token import ExitToken
+
+    class Say(Protocol):
+        """Where the wrapper's own messages go: ``say(message, event, **fields)``. ``event`` is a kebab-case
+        name (``stopping``); ``fields`` are facts a log pipeline may want (``pid``, ``command``,
+        ``signal``, ``status``, ``marker``). The CLI writes text or JSON lines; the default says nothing."""
+
+        def __call__(self, message: str, event: str = ..., **fields: object) -> None: ...
+
 
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
@@ -83,7 +92,7 @@ class Outcome:
         return f"Outcome({self.why!r}, {self.child!r}, pid={self.pid})"
 
 
-def _quiet(message: str) -> None:
+def _quiet(message: str, event: str = "info", **fields: object) -> None:
     pass
 
 
@@ -105,7 +114,7 @@ def supervise(
     grace: float = 10.0,
     reap_all: bool = False,
     kill_descendants: bool = False,
-    say: Callable[[str], None] = _quiet,
+    say: Say = _quiet,
 ) -> Outcome:
     """Run ``argv`` until it exits, or until ``until`` trips or fails or ``timeout`` seconds pass (then
     stop it).
@@ -117,7 +126,8 @@ def supervise(
     ``reap_all``: orphans are reparented to us (PID 1, or a subreaper) and must be reaped too.
     ``kill_descendants`` (with ``reap_all``, on Linux): every other process below us is stopped too, however
     supervision ends: ``stop_signal``, ``grace``, then SIGKILL. ``say`` receives the wrapper's own
-    messages. Call from the main thread: signal handlers are installed for the duration, then restored.
+    messages, each with its event name and facts (:class:`Say`). Call from the main thread: signal
+    handlers are installed for the duration, then restored.
     """
     command = argv[0]
     try:
@@ -132,7 +142,15 @@ def supervise(
             if lacking is not None:
                 raise ExitDirError(f"cannot start {command}: {lacking}")
             if until.is_set():  # raises the token's error if it failed
-                say(f"leader already signalled ({describe(until.marker)}): not starting {command}")
+                message, event = _cause(MARKER, until, None)
+                say(
+                    f"{message}: not starting {command}"
+                    if until.followers
+                    else f"leader already signalled ({describe(until.marker)}): not starting {command}",
+                    event,
+                    marker=until.marker,
+                    command=command,
+                )
                 return Outcome(MARKER, None)
         deadline = None if timeout is None else time.monotonic() + timeout
         with relay:
@@ -143,15 +161,31 @@ def supervise(
             strays = _Descendants(relay, say=say, what=command) if kill_descendants else None
             with _TerminalHandover(child.pid) as terminal:
                 relay.relay_to(child.pid)
+                # Said once the relay reaches the child: a signal that comes while we write goes on at once.
+                say(f"started {command} (pid {child.pid})", "started", pid=child.pid, command=command)
                 why = child.wait(until, deadline, terminal=terminal)
                 if why != EXITED:
-                    cause = _cause(why, until, timeout)
-                    say(f"{cause}; stopping {command} (pid {child.pid}) with {signal_name(stop_signal)}")
+                    _say_cause(say, why, until, timeout)
+                    say(
+                        f"stopping {command} (pid {child.pid}) with {signal_name(stop_signal)}",
+                        "stopping",
+                        pid=child.pid,
+                        command=command,
+                        signal=signal_name(stop_signal),
+                    )
                     if strays is not None:  # at the same time as the group, within the same grace period
                         strays.send(stop_signal, grace, sent_to_group=child.pid)
                     child.stop(stop_signal, grace, say=say, what=command)
                 ended = child.reap()
                 relay.stop_relaying()
+            say(
+                f"{command} (pid {child.pid}) {ended.reason}",
+                "exited",
+                pid=child.pid,
+                command=command,
+                status=ended.code,
+                signal=None if ended.signal is None else signal_name(ended.signal),
+            )
             if strays is not None:  # what it left running (setsid, a double-forked daemon) goes too
                 strays.stop(stop_signal, grace)
     finally:
@@ -159,12 +193,30 @@ def supervise(
     return Outcome(why, ended, child.pid, None if until is None else until.error)
 
 
-def _cause(why: str, token: ExitToken | None, timeout: float | None) -> str:
+def _say_cause(say: Say, why: str, token: ExitToken | None, timeout: float | None) -> None:
+    """Why the child is being stopped: the marker (or the leader vanished), the deadline, a lost watch."""
     if why == TIMEOUT:
-        return f"no marker within {timeout:g} s"
-    if why == FAILED:
-        return "cannot watch the exit directory any more"
-    return f"leader signalled ({describe(None if token is None else token.marker)})"
+        say(f"no marker within {timeout:g} s", "timed-out")
+    elif why == FAILED:
+        say("cannot watch the exit directory any more", "watch-failed")
+    else:
+        message, event = _cause(why, token, timeout)
+        say(message, event, marker=None if token is None else token.marker)
+
+
+def _cause(why: str, token: ExitToken | None, timeout: float | None) -> tuple[str, str]:
+    """Why a tripped token trips, in words, and its event: a marker, or a leader (or, for ``lead --stop-on``,
+    a follower) gone without writing one."""
+    marker = None if token is None else token.marker
+    vanished = marker is not None and marker.kind == KIND_VANISHED
+    if token is not None and token.followers and marker is not None:  # lead --stop-on
+        if vanished:
+            return (
+                f"follower {marker.name} is gone without a report (killed outright, or its helper exited 0)",
+                "follower-vanished",
+            )
+        return f"follower {marker.name} reported a failure ({describe(marker)})", "follower-failed"
+    return f"leader signalled ({describe(marker)})", "leader-vanished" if vanished else "marker-seen"
 
 
 def _spawn(argv: Sequence[str], file_actions: Sequence[tuple[object, ...]] = ()) -> int | ChildExit:
@@ -259,13 +311,17 @@ class _Child:
             if waiter is not None:
                 waiter.close()
 
-    def stop(self, signum: int, grace: float, *, say: Callable[[str], None], what: str) -> None:
+    def stop(self, signum: int, grace: float, *, say: Say, what: str) -> None:
         """Send ``signum`` to the group; after ``grace`` seconds, SIGKILL it. Always waits for the child."""
         self._relay.send(signum)
         if self.wait(None, time.monotonic() + grace) != EXITED:
             say(
                 f"{what} (pid {self.pid}) did not exit within {grace:g} s of {signal_name(signum)}; "
-                "sending SIGKILL"
+                "sending SIGKILL",
+                "killed-after-grace",
+                pid=self.pid,
+                command=what,
+                signal="SIGKILL",
             )
             self._relay.send(signal.SIGKILL)
             self.wait(None, None)
@@ -438,7 +494,7 @@ class _Descendants:
     (:func:`~exitdir._linux.signal_process`), and each gets the stop signal once.
     """
 
-    def __init__(self, relay: SignalRelay, *, say: Callable[[str], None], what: str) -> None:
+    def __init__(self, relay: SignalRelay, *, say: Say, what: str) -> None:
         self._relay = relay
         self._say = say
         self._what = what
@@ -460,7 +516,11 @@ class _Descendants:
                 sent.append(proc.pid)
         if sent:
             self._say(
-                f"stopping {_count(sent)} started by {self._what} ({_pids(sent)}) with {signal_name(signum)}"
+                f"stopping {_count(sent)} started by {self._what} ({_pids(sent)}) with {signal_name(signum)}",
+                "stopping-descendants",
+                pids=sent,
+                command=self._what,
+                signal=signal_name(signum),
             )
 
     def stop(self, signum: int, grace: float) -> None:
@@ -477,7 +537,11 @@ class _Descendants:
                 warned = True
                 self._say(
                     f"{_count(killed)} started by {self._what} ({_pids(killed)}) did not exit within "
-                    f"{grace:g} s of {signal_name(signum)}; sending SIGKILL"
+                    f"{grace:g} s of {signal_name(signum)}; sending SIGKILL",
+                    "killed-after-grace",
+                    pids=killed,
+                    command=self._what,
+                    signal="SIGKILL",
                 )
             if self._blind or self._gone(time.monotonic() + wait):
                 return
@@ -486,7 +550,10 @@ class _Descendants:
         if left:
             self._say(
                 f"{_count(left)} started by {self._what} ({_pids(left)}) still running after {_KILL_ROUNDS} "
-                "rounds of SIGKILL (stuck in the kernel, or a fork bomb); leaving them"
+                "rounds of SIGKILL (stuck in the kernel, or a fork bomb); leaving them",
+                "descendants-left",
+                pids=left,
+                command=self._what,
             )
 
     def _alive(self) -> list[Process] | None:
@@ -497,7 +564,11 @@ class _Descendants:
             return [proc for proc in descendants() if proc.alive]
         except OSError as err:
             self._blind = True
-            self._say(f"cannot list the processes started by {self._what} ({err}); leaving them running")
+            self._say(
+                f"cannot list the processes started by {self._what} ({err}); leaving them running",
+                "descendants-unknown",
+                command=self._what,
+            )
             return None
 
     def _gone(self, deadline: float) -> bool:

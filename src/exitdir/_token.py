@@ -15,6 +15,7 @@ from ._clock import sooner, wait_seconds
 from ._config import (
     ENV_LIVENESS_DIR,
     REQUIRE_ALL,
+    REQUIRE_ANY,
     check_watchable,
     leader_names,
     require_directory,
@@ -84,12 +85,17 @@ class ExitToken:
         names: tuple[str, ...] | None = None,
         require: str = REQUIRE_ALL,
         liveness_dir: str | None = None,
+        followers: bool = False,
     ) -> None:
         self._directory = directory
         self._lock = threading.Lock()
         here = vantage(directory)
-        self._liveness = None if directory is None else liveness_of(directory, liveness_dir)
-        self._rules = TripRules(names, require, vantage=here)
+        # followers: the locks watched are those of followers reporting failure (see followers_failing).
+        self._liveness = (
+            None if directory is None else liveness_of(directory, liveness_dir, followers=followers)
+        )
+        self._rules = TripRules(names, require, vantage=here, followers=followers)
+        self._followers = followers
         self._set = False
         self._closed = False
         self._marker: Marker | None = None
@@ -134,6 +140,37 @@ class ExitToken:
     def marker(self) -> Marker | None:
         """The marker that tripped the token, or None while it has not tripped."""
         return self._marker
+
+    @property
+    def followers(self) -> bool:
+        """Whether the token watches followers that report failure (``exitdir lead --stop-on``), not leaders.
+
+        >>> import exitdir, tempfile
+        >>> exitdir.aware(tempfile.mkdtemp()).followers
+        False
+        """
+        return self._followers
+
+    @property
+    def exit_status(self) -> int | None:
+        """The status a step gated on the leaders should exit with, once the token has tripped (None
+        before): the :attr:`Marker.exit_status` of the marker that tripped it (1 when its code is unknown or
+        the leader vanished); with several ``names`` under ``require="all"``, the first non-zero one in the
+        order the names were given, else 0. What ``exitdir wait --exit-code leader`` exits with.
+
+        >>> import exitdir, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> _ = exitdir.exit(0, name="build", directory=d)
+        >>> _ = exitdir.exit(2, name="lint", directory=d)
+        >>> with exitdir.aware(d, names=["build", "lint"]) as token:
+        ...     token.wait(timeout=5), token.exit_status
+        (True, 2)
+        """
+        marker = self._marker
+        if marker is None:
+            return None
+        with self._lock:
+            return self._rules.exit_status(marker)
 
     @property
     def error(self) -> ExitDirError | None:
@@ -434,6 +471,19 @@ def vantage(directory: str | None) -> Vantage:
     shared filesystem, only a marker naming this host can be stale, since other machines' boot ids differ."""
     filesystem = None if directory is None else shared_filesystem(directory)
     return Vantage(boot_id(), os.uname().nodename, local=filesystem is None, filesystem=filesystem)
+
+
+def followers_failing(
+    directory: str, names: Iterable[str], *, liveness_dir: str | os.PathLike[str] | None
+) -> ExitToken:
+    """The token of ``exitdir lead --stop-on NAME...``: trips on the first marker of any follower ``NAME``
+    (``follow --name NAME --report-failure`` writes it when its helper fails), or when one seen running
+    (its lock, in a region apart from the leaders') is gone without one: ``"vanished"``."""
+    liveness = resolve_liveness_dir(liveness_dir, directory)
+    check_watchable(directory)
+    return ExitToken(
+        directory, names=leader_names(names), require=REQUIRE_ANY, liveness_dir=liveness, followers=True
+    )
 
 
 def _markers_in(directory: str, names: list[str] | None) -> Iterable[Marker]:
