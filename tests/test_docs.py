@@ -59,7 +59,7 @@ _EVENT_AT = {"_say": 2, "_error": 1, "_emit": 1, "say": 1}
 
 
 def events_named() -> set[str]:
-    """Every event name the package's sources pass to a say-function, or return as one (`_seen`)."""
+    """Every event name the package's sources pass to a say-function, or return as one (`_cause`)."""
     found: set[str] = set()
     package = Path(_cli.__file__).parent
     for path in package.rglob("*.py"):
@@ -76,7 +76,7 @@ def events_named() -> set[str]:
                 found |= {
                     arg.value for arg in given if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
                 }
-            elif isinstance(node, ast.FunctionDef) and node.name == "_seen":
+            elif isinstance(node, ast.FunctionDef) and node.name == "_cause":
                 constants = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
                 found |= {c for c in constants if isinstance(c, str) and re.fullmatch(r"[a-z]+(-[a-z]+)+", c)}
     return found
