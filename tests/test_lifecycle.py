@@ -211,7 +211,8 @@ def test_hold_on_term_is_refused_in_one_usage_line(tmp_path: Path, argv: list[st
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("exitdir: usage: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("exitdir: usage: "), result.stderr
     assert message in result.stderr, result.stderr
 
 
@@ -283,7 +284,8 @@ def test_linger_with_the_marker_already_there_never_starts_the_helper(
     )
     wrapper.read_until(f"not starting {HELPER}")
     wrapper.expect(
-        f"exitdir: {HELPER} not started; lingering until SIGTERM or SIGINT, then exiting with status {status} (--linger)"
+        f"exitdir: {HELPER} not started; lingering until SIGTERM or SIGINT, then exiting with status "
+        f"{status} (--linger)"
     )
     _assert_idle_holding_nothing(wrapper.pid, exit_dir)
     wrapper.signal(signal.SIGINT)
