@@ -227,7 +227,7 @@ def pod_from_job(job: dict[str, Any], suffix: str) -> dict[str, Any]:
     spec = copy.deepcopy(job["spec"]["template"]["spec"])
     for volume in spec.get("volumes", []):
         volume["name"] = f"{volume['name']}-{suffix}"
-    for container in spec["containers"]:
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
         for mount in container.get("volumeMounts", []):
             mount["name"] = f"{mount['name']}-{suffix}"
     name = f"{job['metadata']['name']}-{suffix}"

@@ -236,6 +236,7 @@ def test_lead_stops_its_program_when_the_follower_reports_a_failure(
     leader.read_until(
         "exitdir: follower proxy reported a failure (proxy: code 3: proxy exited with status 3)"
     )
+    assert leader.readline().startswith("exitdir: stopping ")
     leader.expect("app got TERM")
     stopped = "stopped (exited with status 0) because proxy exited with status 3; exiting 3"
     leader.expect(f"exitdir: {sys.executable} {stopped}")
@@ -254,6 +255,7 @@ def test_lead_stops_its_program_when_the_follower_is_killed_outright(
         follower.signal(signal.SIGKILL)  # no marker: the OOM killer took the wrapper
         follower.wait()
         leader.read_until("exitdir: follower proxy is gone without a report")
+        assert leader.readline().startswith("exitdir: stopping ")
         leader.expect("app got TERM")
         assert leader.wait() == 1
     finally:
@@ -277,6 +279,7 @@ def test_lead_stops_its_program_when_the_followers_helper_exits_0(
     os.kill(helper, signal.SIGUSR1)
     assert follower.wait() == 0
     leader.read_until("exitdir: follower proxy is gone without a report")
+    assert leader.readline().startswith("exitdir: stopping ")
     leader.expect("app got TERM")
     assert leader.wait() == 1
 

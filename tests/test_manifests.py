@@ -87,7 +87,7 @@ def problems(job: dict[str, Any], claims: dict[str, dict[str, Any]] | None = Non
         found.append("the pod does not set runAsNonRoot: true")
     exit_volumes, wrong = _shared_volumes(pod, claims or {})
     found.extend(wrong)
-    for container in pod["containers"]:
+    for container in _all_containers(pod):
         name = container["name"]
         security = container.get("securityContext", {})
         if security.get("allowPrivilegeEscalation") is not False:
@@ -113,6 +113,48 @@ def problems(job: dict[str, Any], claims: dict[str, dict[str, Any]] | None = Non
         )
     found.extend(_one_directory_problems(pod, exit_volumes))
     found.extend(_sidecar_problems(job["spec"]["template"]))
+    found.extend(_lifecycle_problems(pod))
+    return found
+
+
+def _all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod's containers, its init containers (native sidecars among them) included."""
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+# What the kubelet gives a pod to stop when it has no terminationGracePeriodSeconds.
+DEFAULT_GRACE_PERIOD = 30
+
+
+def _lifecycle_problems(pod: dict[str, Any]) -> list[str]:
+    """Followers whose lifecycle policy cannot work in this pod of a Job: a native sidecar (an init
+    container with restartPolicy: Always) that exits at the marker is restarted, finds the marker, exits
+    again, in a loop until the pod ends, unless it lingers; a regular container that lingers never exits,
+    so the Job never completes; and a hold on SIGTERM the kubelet does not wait for ends in its SIGKILL."""
+    found = []
+    period = pod.get("terminationGracePeriodSeconds", DEFAULT_GRACE_PERIOD)
+    for container in _all_containers(pod):
+        name, argv = container["name"], _exitdir_command(container)
+        ns = _parsed(argv) if argv[:1] == ["follow"] else None
+        if ns is None:
+            continue
+        native = container in pod.get("initContainers", []) and container.get("restartPolicy") == "Always"
+        if native and not ns.linger:
+            found.append(
+                f"{name}: a native sidecar (restartPolicy: Always) running `exitdir follow` must use "
+                "--linger: it exits at the marker, the kubelet restarts it, it sees the marker and exits "
+                "again, in a loop until the pod ends"
+            )
+        if ns.linger and container in pod["containers"]:
+            found.append(
+                f"{name}: --linger in a regular container of a Job: the follower never exits after the "
+                "marker, so the pod never completes and the Job hangs; only a native sidecar may linger"
+            )
+        if ns.hold_on_term is not None and not period > ns.hold_on_term + ns.grace:
+            found.append(
+                f"{name}: --hold-on-term {ns.hold_on_term:g} plus --grace {ns.grace:g} s is not less than "
+                f"the pod's terminationGracePeriodSeconds ({period}): its SIGKILL would end the hold"
+            )
     return found
 
 
@@ -132,7 +174,7 @@ def _one_directory_problems(pod: dict[str, Any], exit_volumes: set[str]) -> list
     second emptyDir) would never see the leader's marker."""
     places = {
         c["name"]: place
-        for c in pod["containers"]
+        for c in _all_containers(pod)
         if c.get("image") == IMAGE and (place := _exit_directory(c, exit_volumes)) is not None
     }
     if len(set(places.values())) <= 1:
@@ -346,7 +388,57 @@ def test_the_issue_s_jobs_are_shipped() -> None:
         "job-linkerd.yaml",
         "job-cloud-sql-proxy.yaml",
         "job-shared-pid.yaml",
+        "job-native-sidecar.yaml",  # issue 14: follow --linger in a native sidecar
     }
+
+
+NATIVE = ROOT / "deploy" / "kubernetes" / "job-native-sidecar.yaml"
+
+
+def _broken_lifecycle(edit: str) -> dict[str, Any]:
+    """The native-sidecar Job with one lifecycle policy wrong, which the schema lets through."""
+    job = copy.deepcopy(_load(NATIVE))
+    pod = job["spec"]["template"]["spec"]
+    (helper,) = pod["initContainers"]
+    main = pod["containers"][0]
+    if edit == "no_linger":  # the restart loop
+        helper["args"].remove("--linger")
+    elif edit == "stop_only_no_linger":
+        helper["args"] = ["follow", "--post", "http://127.0.0.1:8000/quit"]
+    elif edit == "regular_lingers":  # the helper as a regular sidecar of the Job, still lingering
+        del helper["restartPolicy"]
+        pod["containers"].append(pod.pop("initContainers")[0])
+    elif edit == "hold_too_long":  # 25 + 5 s of grace is not less than the default 30 s
+        helper["args"][1:1] = ["--hold-on-term", "25"]
+    elif edit == "hold_beyond_the_period":
+        pod["terminationGracePeriodSeconds"] = 60
+        helper["args"][1:1] = ["--hold-on-term=60"]
+    elif edit == "main_holds_forever":
+        main["args"] = ["follow", "--hold-on-term", "inf", "--", "sleep", "10"]
+    return job
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ("no_linger", "helper: a native sidecar (restartPolicy: Always) running `exitdir follow` must use"),
+        ("stop_only_no_linger", "helper: a native sidecar (restartPolicy: Always) running `exitdir follow`"),
+        ("regular_lingers", "helper: --linger in a regular container of a Job: the follower never exits"),
+        ("hold_too_long", "helper: --hold-on-term 25 plus --grace 5 s is not less than the pod's "),
+        ("hold_beyond_the_period", "helper: --hold-on-term 60 plus --grace 5 s is not less than the pod's "),
+        ("main_holds_forever", "main: --hold-on-term inf plus --grace 10 s is not less than the pod's "),
+    ],
+)
+def test_the_lifecycle_checks_catch_what_they_are_for(edit: str, expected: str) -> None:
+    job = _broken_lifecycle(edit)
+    kubernetes_validate.validate(job, KUBERNETES_VERSIONS[0], strict=True)  # the validator lets it through
+    assert any(p.startswith(expected) for p in problems(job)), problems(job)
+
+
+def test_a_hold_within_the_grace_period_passes() -> None:
+    job = _broken_lifecycle("hold_beyond_the_period")
+    job["spec"]["template"]["spec"]["initContainers"][0]["args"][1] = "--hold-on-term=54.5"
+    assert problems(job) == []
 
 
 INDEXED = ROOT / "deploy" / "kubernetes" / "indexed-job-rwx.yaml"
@@ -505,3 +597,4 @@ def test_the_native_sidecar_example_in_the_docs_validates(version: str) -> None:
     sidecar = job["spec"]["template"]["spec"]["initContainers"][0]
     assert sidecar["restartPolicy"] == "Always"
     assert _cli_problems(None, sidecar["args"]) == []
+    assert _lifecycle_problems(job["spec"]["template"]["spec"]) == []  # it lacked --linger: a restart loop

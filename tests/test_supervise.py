@@ -88,7 +88,8 @@ def test_signal_before_the_child_started_is_delivered_once_it_has(mode: str, exi
         f"os.execv(sys.executable, {wrap(mode, exit_dir, 'sleep', '60')!r})\n"
     )
     result = subprocess.run(python(launcher), capture_output=True, text=True, timeout=GENEROUS, check=False)
-    assert result.returncode == 143, result.stderr
+    # follow was asked to stop and its helper ended by that: stopped on purpose, 0 (issue 14)
+    assert result.returncode == (143 if mode == "lead" else 0), result.stderr
     if mode == "lead":
         assert (marker(exit_dir).code, marker(exit_dir).reason) == (143, "killed by SIGTERM")
 

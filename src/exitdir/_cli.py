@@ -804,14 +804,10 @@ def _unstarted(run: Leadership, code: int, said: str, reason: str, command: str)
 FOLLOW_POLICIES = ("zero", "leader", "child")
 
 
-def _cmd_follow(args: argparse.Namespace) -> int:
-    # _token is loaded now, before the relay takes descriptors: at a low `ulimit -n` reading its source
-    # later could fail where a clear "cannot start" line is owed.
-    from . import _token  # noqa: F401
-    from ._supervise import EXITED, FAILED, MARKER, NOT_STARTED, signal_relay, supervise
-
-    stops = _stop_actions(args)
-    probes = _probes(args)
+def _check_follow_options(
+    args: argparse.Namespace, probes: list[Dependency], stops: list[Callable[[], list[Stopped]]]
+) -> None:
+    """Refuse the combinations of ``follow``'s options that cannot mean anything, before anything starts."""
     if probes and resolve_directory(args.dir) is None:
         raise _UsageError("--ready-... announces on the exit directory: set EXIT_DIR or pass --dir")
     if args.report_failure and resolve_directory(args.dir) is None:
@@ -826,9 +822,21 @@ def _cmd_follow(args: argparse.Namespace) -> int:
             )
         if args.report_failure:
             raise _UsageError("--report-failure reports how a helper ended: run one with -- CMD")
+
+
+def _cmd_follow(args: argparse.Namespace) -> int:
+    # _token is loaded now, before the relay takes descriptors: at a low `ulimit -n` reading its source
+    # later could fail where a clear "cannot start" line is owed.
+    from . import _token  # noqa: F401
+    from ._supervise import FAILED, MARKER, NOT_STARTED, TIMEOUT, signal_relay, supervise
+
+    stops = _stop_actions(args)
+    probes = _probes(args)
+    _check_follow_options(args, probes, stops)
+    if not [arg for arg in args.command if arg != "--"]:
         stop_announcing = _announce_when_ready(args, probes)
         try:
-            return _follow_stop_only(args, stops)
+            return _follow_stop_only(args, stops, stop_announcing)
         finally:
             stop_announcing()
     command = _command(args)
@@ -861,6 +869,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
                         grace=args.grace,
                         reap_all=reap_all,
                         kill_descendants=kill_descendants,
+                        hold_on_term=args.hold_on_term,
                         say=lambda message, event="info", **fields: _say(args, message, event, **fields),
                     ),
                 )
@@ -871,14 +880,49 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     if outcome.why == FAILED:
         _error(str(outcome.error))
         return EXIT_ERROR
-    if outcome.why in (NOT_STARTED, EXITED):
+    if outcome.why not in (MARKER, TIMEOUT):
         assert outcome.child is not None
         if outcome.why == NOT_STARTED:
             _error(outcome.child.reason, event="not-started", command=command[0], status=outcome.child.code)
-        return outcome.child.code  # the helper ended on its own, or could not start: its status
+        elif outcome.on_purpose and args.exit_code != "child":
+            return _stopped_on_purpose(args, command[0], outcome.child)
+        # The helper ended on its own (or after a held SIGTERM, otherwise than by the signal it was sent),
+        # or could not start: its status. The pod is being stopped, so no --post: the kubelet stops them all.
+        return outcome.child.code
     if outcome.why == MARKER:
-        return _after_stops(stops, _follow_status(args.exit_code, token.marker, outcome.child), args)
-    return _after_stops(stops, EXIT_TIMEOUT, args)
+        status = _after_stops(stops, _follow_status(args.exit_code, token.marker, outcome.child), args)
+    else:
+        status = _after_stops(stops, EXIT_TIMEOUT, args)
+    if args.linger and outcome.stop_request is None:  # a SIGTERM while stopping: the pod is going
+        done = "stopped" if outcome.child is not None else "not started"
+        return _linger(args, status, reap=reap_all, done=f"{command[0]} {done}")
+    return status
+
+
+def _stopped_on_purpose(args: argparse.Namespace, command: str, ended: ChildExit) -> int:
+    """The wrapper was asked to stop (SIGTERM, SIGINT) and its helper ended by that: success, as the kubelet,
+    `docker stop` or Ctrl-C meant it (--exit-code child keeps the helper's own status)."""
+    _say(
+        args,
+        f"{command} {ended.reason} after exitdir was asked to stop: status 0 "
+        f"(--exit-code child: {ended.code})",
+        event="stopped-on-purpose",
+        command=command,
+        status=EXIT_OK,
+    )
+    return EXIT_OK
+
+
+def _linger(args: argparse.Namespace, status: int, *, reap: bool, done: str) -> int:
+    """``--linger``: the helper is stopped (or never started) because the leader is done; stay, idle and
+    holding nothing, until SIGTERM or SIGINT, then exit with ``status``. Exiting now would make a native
+    sidecar (restartPolicy: Always) or a compose service with `restart: always` start it again."""
+    from ._signals import linger
+
+    said = f"{done}; lingering until SIGTERM or SIGINT, then exiting with status {status} (--linger)"
+    _say(args, said, event="lingering", status=status)
+    linger(reap=reap)
+    return status
 
 
 # A helper that ends after the wrapper received one of these was asked to stop: it did not fail on its own.
@@ -910,14 +954,14 @@ def _reporting(
     held = hold_reporting(directory, args.name, resolve_liveness_dir(args.liveness_dir, directory))
     try:
         outcome = supervised()
-        _report_failure(args, token, outcome, relay.received)
+        _report_failure(args, token, outcome, relay)
     finally:
         for fd in held:
             release(fd)
     return outcome
 
 
-def _report_failure(args: argparse.Namespace, token: ExitToken, outcome: Outcome, received: set[int]) -> None:
+def _report_failure(args: argparse.Namespace, token: ExitToken, outcome: Outcome, relay: SignalRelay) -> None:
     """``follow --report-failure``: when the helper failed on its own (a non-zero status, or it could not
     start; not stopped because of a marker, a timeout or a signal to the wrapper), before any marker that
     ends this follower, write the marker ``--name`` with its status, through the leader's writer."""
@@ -927,7 +971,7 @@ def _report_failure(args: argparse.Namespace, token: ExitToken, outcome: Outcome
     ended = outcome.child
     if outcome.why not in (EXITED, NOT_STARTED) or ended is None or ended.code == 0:
         return
-    if received & _ASKED_TO_STOP or (ended.signal is not None and ended.signal in received):
+    if any(relay.received(signum) for signum in {*_ASKED_TO_STOP, ended.signal or 0}):
         return  # asked to stop from outside (the pod deleted): not a failure of the helper's own
     if Waiter(token).look() or token.error is not None:
         return  # the leader is done already: the helper's end no longer matters to anyone
@@ -1006,18 +1050,36 @@ def _after_stops(stops: list[Callable[[], list[Stopped]]], status: int, args: ar
     return EXIT_ERROR if failed and status == EXIT_OK else status
 
 
-def _follow_stop_only(args: argparse.Namespace, stops: list[Callable[[], list[Stopped]]]) -> int:
+def _follow_stop_only(
+    args: argparse.Namespace, stops: list[Callable[[], list[Stopped]]], stop_announcing: Callable[[], None]
+) -> int:
     """``exitdir follow`` with no command: wait for the marker, then stop the targets. Nothing of ours runs
-    meanwhile, so a SIGTERM (the pod deleted) ends it at once, as it ends ``exitdir wait``."""
+    meanwhile, so a SIGTERM or SIGINT (the pod deleted) ends it at once, with 0: stopped on purpose."""
 
     if args.exit_code == "child":
         raise _UsageError("--exit-code child needs a helper to report on: run one with -- CMD")
+    if args.hold_on_term is not None:
+        raise _UsageError(
+            "--hold-on-term holds a helper back from SIGTERM: run one with -- CMD (a sidecar you cannot "
+            "wrap gets the kubelet's SIGTERM itself)"
+        )
     _stop_on_sigterm()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    marker = _marker_awaited(args, then=": stopping")
-    if marker is None:
-        return _after_stops(stops, EXIT_TIMEOUT, args)
-    return _after_stops(stops, _follow_status(args.exit_code, marker, None), args)
+    status = None
+    try:
+        marker = _marker_awaited(args, then=": stopping")
+        if marker is None:
+            status = _after_stops(stops, EXIT_TIMEOUT, args)
+        else:
+            status = _after_stops(stops, _follow_status(args.exit_code, marker, None), args)
+        if args.linger:
+            stop_announcing()  # nothing of ours may look alive while lingering
+            return _linger(args, status, reap=os.getpid() == 1, done="the targets are stopped")
+        return status
+    except (_Terminated, KeyboardInterrupt):
+        # Asked to stop (the pod deleted: the kubelet stops every container itself), or while lingering:
+        # on purpose, so 0 while waiting, the status decided at the marker once it came.
+        return EXIT_OK if status is None else status
 
 
 def _follow_status(policy: str, marker: Marker | None, stopped: ChildExit | None) -> int:
@@ -1290,6 +1352,21 @@ def _configure_follow(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument(
         "--timeout", type=_seconds, help="stop the helper anyway after SECONDS (exit status 124)"
+    )
+    sub.add_argument(
+        "--hold-on-term",
+        type=_seconds,
+        metavar="SECONDS",
+        help="on SIGTERM, keep the helper running (not forwarded) until the marker appears or SECONDS pass, "
+        "then stop it (--signal, --grace); a second SIGTERM stops it at once. The pod's "
+        "terminationGracePeriodSeconds must exceed SECONDS + --grace",
+    )
+    sub.add_argument(
+        "--linger",
+        action="store_true",
+        help="after stopping the helper (or not starting it) because of the marker, stay idle until SIGTERM "
+        "or SIGINT, then exit: for a native sidecar (restartPolicy: Always) or `restart: always`, which "
+        "would restart it. Never in a Job's regular container: it would never exit, nor the Job complete",
     )
     _leaders(sub)
     _stop_targets(sub)

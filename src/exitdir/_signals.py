@@ -40,6 +40,9 @@ FORWARDED = tuple(sorted(s for s in signal.valid_signals() if s not in IGNORED a
 # SIGCONT and SIGWINCH, which are forwarded too and must not be lost either. (glibc keeps 32 and 33 for
 # itself: no program can block or catch them, as no program can catch SIGKILL.)
 HELD = frozenset(FORWARDED) | IGNORED
+# What asks the wrapper itself to stop: a pod deleted (the kubelet's SIGTERM), `docker stop`, Ctrl-C. A
+# program that then ends by it was stopped on purpose (`follow --exit-code zero` exits 0).
+STOP_REQUESTS = (signal.SIGTERM, signal.SIGINT)
 # Reset to the default action in the child, whatever the wrapper does with them.
 CHILD_DEFAULTS = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
 
@@ -77,6 +80,33 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
+def linger(*, reap: bool = False) -> int:
+    """Block, with no timer and no wake-up, until SIGTERM or SIGINT comes; which one came. Both are
+    blocked meanwhile and taken with ``sigwaitinfo``, so neither a handler nor a default action runs.
+    ``reap``: orphans are ours (PID 1, a subreaper), so children that end meanwhile are reaped, each on
+    its SIGCHLD. ``follow --linger``: a native sidecar that exits is restarted, so it stays, idle.
+    """
+    awaited = {*STOP_REQUESTS, *((signal.SIGCHLD,) if reap else ())}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, awaited)
+    try:
+        while True:
+            if reap:  # a child that ended before SIGCHLD was blocked left no signal to wait for
+                _reap_ended()
+            signum = signal.sigwaitinfo(awaited).si_signo
+            if signum != signal.SIGCHLD:
+                return signum
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _reap_ended() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] != 0:
+            pass
+    except ChildProcessError:
+        pass  # no child at all
+
+
 class SignalRelay:
     """Forward signals to a process group; make :meth:`fileno` readable on any signal. Main thread only.
 
@@ -88,9 +118,8 @@ class SignalRelay:
     def __init__(self) -> None:
         self._group: int | None = None
         self._pending: list[int] = []
-        # Every signal that came from outside to be forwarded: a program that then ends was asked to, and
-        # did not fail on its own (follow --report-failure).
-        self.received: set[int] = set()
+        self._received: dict[int, int] = {}  # signal -> how many times, in the order first received
+        self._withheld: set[int] = set()
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup_fd = -1
         self._old_mask: set[int] = set()
@@ -133,11 +162,28 @@ class SignalRelay:
         self._wake_r = self._wake_w = -1
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.received.add(signum)
+        # Every signal seen here came from outside: the wrapper never signals itself (its program has a
+        # process group of its own), so a stop request recorded here was asked for by someone else.
+        self._received[signum] = self._received.get(signum, 0) + 1
+        if signum in self._withheld:
+            return  # the supervisor decides when the program gets what it asks for (follow --hold-on-term)
         if self._group is None:
             self._pending.append(signum)
         else:
             self.send(signum)
+
+    def withhold(self, signum: int) -> None:
+        """Record ``signum`` when it comes (:meth:`received`) but never forward it."""
+        self._withheld.add(signum)
+
+    def received(self, signum: int) -> int:
+        """How many times ``signum`` came since the relay was made (a burst may count once, as signals
+        merge while pending)."""
+        return self._received.get(signum, 0)
+
+    def stop_request(self) -> int | None:
+        """The first SIGTERM or SIGINT that came (:data:`STOP_REQUESTS`), or None."""
+        return next((signum for signum in self._received if signum in STOP_REQUESTS), None)
 
     def relay_to(self, group: int) -> None:
         """From now on forward to process group ``group``, starting with the signals kept so far."""

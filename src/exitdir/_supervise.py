@@ -23,7 +23,7 @@ from ._errno import explain
 from ._errors import ExitDirError
 from ._linux import Process, descendants, signal_process
 from ._marker import KIND_VANISHED, describe
-from ._signals import CHILD_DEFAULTS, SignalRelay, signal_name
+from ._signals import CHILD_DEFAULTS, STOP_REQUESTS, SignalRelay, signal_name
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
 TYPE_CHECKING = False
@@ -50,6 +50,7 @@ MARKER = "marker"  # the token tripped: the child was stopped, or never started 
 TIMEOUT = "timeout"  # the deadline passed first: the child was stopped
 NOT_STARTED = "not started"  # the program could not be started (Outcome.child: 127 or 126, and why)
 FAILED = "failed"  # the token failed (its directory is lost): the child was stopped; Outcome.error says why
+STOPPED = "stopped"  # a SIGTERM held (hold_on_term) until no marker came in time, or a second one: stopped
 
 
 class ChildExit:
@@ -75,18 +76,31 @@ class ChildExit:
 
 
 class Outcome:
-    """Why supervision ended (``why``: EXITED, MARKER, TIMEOUT, NOT_STARTED or FAILED) and how the child
-    ended; ``error``, for FAILED, is the token's error."""
+    """Why supervision ended (``why``: EXITED, MARKER, TIMEOUT, NOT_STARTED, FAILED or STOPPED) and how the
+    child ended; ``error``, for FAILED, is the token's error. ``stop_request`` is the first SIGTERM or
+    SIGINT the wrapper itself was sent while the child ran (None: none); ``on_purpose`` says that the
+    child then ended by what was asked: by that signal (forwarded, or reaching it another way; killed by
+    it or exiting 128 + it), or, for STOPPED, by the stop sequence (the stop signal, or SIGKILL after the
+    grace period)."""
 
-    __slots__ = ("child", "error", "pid", "why")
+    __slots__ = ("child", "error", "on_purpose", "pid", "stop_request", "why")
 
     def __init__(
-        self, why: str, child: ChildExit | None, pid: int | None = None, error: ExitDirError | None = None
+        self,
+        why: str,
+        child: ChildExit | None,
+        pid: int | None = None,
+        error: ExitDirError | None = None,
+        *,
+        stop_request: int | None = None,
+        on_purpose: bool = False,
     ) -> None:
         self.why = why
         self.child = child
         self.pid = pid
         self.error = error
+        self.stop_request = stop_request
+        self.on_purpose = on_purpose
 
     def __repr__(self) -> str:
         return f"Outcome({self.why!r}, {self.child!r}, pid={self.pid})"
@@ -114,6 +128,7 @@ def supervise(
     grace: float = 10.0,
     reap_all: bool = False,
     kill_descendants: bool = False,
+    hold_on_term: float | None = None,
     say: Say = _quiet,
 ) -> Outcome:
     """Run ``argv`` until it exits, or until ``until`` trips or fails or ``timeout`` seconds pass (then
@@ -125,9 +140,11 @@ def supervise(
     directory with all that held. ``until`` failing before the start raises its error too.
     ``reap_all``: orphans are reparented to us (PID 1, or a subreaper) and must be reaped too.
     ``kill_descendants`` (with ``reap_all``, on Linux): every other process below us is stopped too, however
-    supervision ends: ``stop_signal``, ``grace``, then SIGKILL. ``say`` receives the wrapper's own
-    messages, each with its event name and facts (:class:`Say`). Call from the main thread: signal
-    handlers are installed for the duration, then restored.
+    supervision ends: ``stop_signal``, ``grace``, then SIGKILL. ``hold_on_term`` (seconds): a SIGTERM to
+    the wrapper is not forwarded; the child runs on until ``until`` trips (MARKER) or that long has passed
+    (STOPPED), then is stopped as for a marker; a second SIGTERM stops it at once (STOPPED). ``say``
+    receives the wrapper's own messages, each with its event name and facts (:class:`Say`). Call from the
+    main thread: signal handlers are installed for the duration, then restored.
     """
     command = argv[0]
     try:
@@ -153,19 +170,23 @@ def supervise(
                 )
                 return Outcome(MARKER, None)
         deadline = None if timeout is None else time.monotonic() + timeout
+        if hold_on_term is not None:
+            relay.withhold(signal.SIGTERM)  # the loop below decides when the child gets it
         with relay:
             started = _spawn(argv)
             if isinstance(started, ChildExit):
                 return Outcome(NOT_STARTED, started)
             child = _Child(started, relay, reap_all=reap_all)
             strays = _Descendants(relay, say=say, what=command) if kill_descendants else None
+            held = None if hold_on_term is None else _Hold(hold_on_term, say=say, what=command)
+            killed = False
             with _TerminalHandover(child.pid) as terminal:
                 relay.relay_to(child.pid)
                 # Said once the relay reaches the child: a signal that comes while we write goes on at once.
                 say(f"started {command} (pid {child.pid})", "started", pid=child.pid, command=command)
-                why = child.wait(until, deadline, terminal=terminal)
+                why = child.wait(until, deadline, terminal=terminal, hold=held)
                 if why != EXITED:
-                    _say_cause(say, why, until, timeout)
+                    _say_cause(say, why, until, timeout, held)
                     say(
                         f"stopping {command} (pid {child.pid}) with {signal_name(stop_signal)}",
                         "stopping",
@@ -175,7 +196,7 @@ def supervise(
                     )
                     if strays is not None:  # at the same time as the group, within the same grace period
                         strays.send(stop_signal, grace, sent_to_group=child.pid)
-                    child.stop(stop_signal, grace, say=say, what=command)
+                    killed = child.stop(stop_signal, grace, say=say, what=command)
                 ended = child.reap()
                 relay.stop_relaying()
             say(
@@ -190,15 +211,34 @@ def supervise(
                 strays.stop(stop_signal, grace)
     finally:
         relay.close()
-    return Outcome(why, ended, child.pid, None if until is None else until.error)
+    asked = relay.stop_request()
+    if why == STOPPED:
+        wanted = {stop_signal, signal.SIGKILL} if killed else {stop_signal}
+    else:  # what the wrapper was asked to stop by, whoever passed it on to the child
+        wanted = {signum for signum in STOP_REQUESTS if relay.received(signum)} if why == EXITED else set()
+    on_purpose = ended.signal in wanted or (ended.signal is None and (ended.code - 128) in wanted)
+    return Outcome(
+        why,
+        ended,
+        child.pid,
+        None if until is None else until.error,
+        stop_request=asked,
+        on_purpose=on_purpose,
+    )
 
 
-def _say_cause(say: Say, why: str, token: ExitToken | None, timeout: float | None) -> None:
-    """Why the child is being stopped: the marker (or the leader vanished), the deadline, a lost watch."""
+def _say_cause(
+    say: Say, why: str, token: ExitToken | None, timeout: float | None, held: _Hold | None
+) -> None:
+    """Why the child is being stopped: the marker (or the leader vanished), the deadline, a lost watch, the
+    end of a held SIGTERM."""
     if why == TIMEOUT:
         say(f"no marker within {timeout:g} s", "timed-out")
     elif why == FAILED:
         say("cannot watch the exit directory any more", "watch-failed")
+    elif why == STOPPED:
+        assert held is not None
+        say(held.cause(), "hold-ended")
     else:
         message, event = _cause(why, token, timeout)
         say(message, event, marker=None if token is None else token.marker)
@@ -217,6 +257,38 @@ def _cause(why: str, token: ExitToken | None, timeout: float | None) -> tuple[st
             )
         return f"follower {marker.name} reported a failure ({describe(marker)})", "follower-failed"
     return f"leader signalled ({describe(marker)})", "leader-vanished" if vanished else "marker-seen"
+
+
+class _Hold:
+    """``follow --hold-on-term``: the first SIGTERM starts a hold of ``seconds``, in which the child runs
+    on (the app it serves is still draining); the supervisor's loop waits for its end as for a deadline."""
+
+    def __init__(self, seconds: float, *, say: Say, what: str) -> None:
+        self.seconds = seconds
+        self.deadline: float | None = None
+        self._say = say
+        self._what = what
+        self._terms = 0
+
+    def ended(self, relay: SignalRelay) -> bool:
+        """Starts the hold at the first SIGTERM; True once it is over (a second SIGTERM, or its time)."""
+        self._terms = relay.received(signal.SIGTERM)
+        if self._terms == 0:
+            return False
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.seconds
+            self._say(
+                f"SIGTERM: holding {self._what} until the marker appears, at most {self.seconds:g} s",
+                "holding",
+                command=self._what,
+                signal="SIGTERM",
+            )
+        return self._terms > 1 or time.monotonic() >= self.deadline
+
+    def cause(self) -> str:
+        if self._terms > 1:
+            return "SIGTERM again while holding"
+        return f"no marker within {self.seconds:g} s of SIGTERM"
 
 
 def _spawn(argv: Sequence[str], file_actions: Sequence[tuple[object, ...]] = ()) -> int | ChildExit:
@@ -266,10 +338,16 @@ class _Child:
         self._group_killed = False
 
     def wait(
-        self, until: ExitToken | None, deadline: float | None, *, terminal: _TerminalHandover | None = None
+        self,
+        until: ExitToken | None,
+        deadline: float | None,
+        *,
+        terminal: _TerminalHandover | None = None,
+        hold: _Hold | None = None,
     ) -> str:
-        """Block until the child exits (EXITED), ``until`` trips (MARKER) or ``deadline`` passes (TIMEOUT).
-        With ``terminal`` (interactive use), a child stopped by job control stops the wrapper too."""
+        """Block until the child exits (EXITED), ``until`` trips (MARKER) or ``deadline`` passes (TIMEOUT),
+        or ``hold`` ends (STOPPED). With ``terminal`` (interactive use), a child stopped by job control
+        stops the wrapper too."""
         poller = select.poll()
         poller.register(self._relay.fileno(), select.POLLIN)
         waiter = None
@@ -305,16 +383,23 @@ class _Child:
                     if left <= 0:
                         return TIMEOUT
                     timeout = sooner(timeout, left)
+                if hold is not None:
+                    if hold.ended(self._relay):
+                        return STOPPED
+                    if hold.deadline is not None:  # a SIGTERM is held: its end is one more deadline
+                        timeout = sooner(timeout, hold.deadline - time.monotonic())
                 poller.poll(poll_ms(timeout))
                 self._relay.drain()
         finally:
             if waiter is not None:
                 waiter.close()
 
-    def stop(self, signum: int, grace: float, *, say: Say, what: str) -> None:
-        """Send ``signum`` to the group; after ``grace`` seconds, SIGKILL it. Always waits for the child."""
+    def stop(self, signum: int, grace: float, *, say: Say, what: str) -> bool:
+        """Send ``signum`` to the group; after ``grace`` seconds, SIGKILL it. Always waits for the child.
+        Whether the child had to be SIGKILLed."""
         self._relay.send(signum)
-        if self.wait(None, time.monotonic() + grace) != EXITED:
+        killed = self.wait(None, time.monotonic() + grace) != EXITED
+        if killed:
             say(
                 f"{what} (pid {self.pid}) did not exit within {grace:g} s of {signal_name(signum)}; "
                 "sending SIGKILL",
@@ -329,6 +414,7 @@ class _Child:
         # child still pins the pgid, so this cannot hit an unrelated process.
         self._relay.send(signal.SIGKILL)
         self._group_killed = True
+        return killed
 
     def reap(self) -> ChildExit:
         """Reap the main child (after :meth:`wait` said EXITED) and any orphans; how the child ended."""
