@@ -168,7 +168,7 @@ def test_a_helper_stopped_through_the_wrapper_is_not_reported(
     )
     follower.readline()
     follower.signal(signum)
-    assert follower.wait() == (1 if handles else 128 + signum)
+    assert follower.wait() == (1 if handles else 0)  # killed by what it was asked: stopped on purpose
     assert os.listdir(exit_dir) == []
 
 
