@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ import pytest
 
 from exitdir._linux import process, running, send_signal
 
-from _support import BACKENDS, Child, env_with
+from _support import BACKENDS, GENEROUS, Child, env_with
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -106,6 +107,7 @@ def orphan(spawn: type[Child]) -> Iterator[Callable[..., Orphan]]:
         seen = process(pid)
         assert seen is not None, f"{argv} ended at once"
         started.append((pid, seen.start))
+        _until_execed(pid, argv[0])
         return shell, pid
 
     yield start
@@ -116,6 +118,21 @@ def orphan(spawn: type[Child]) -> Iterator[Callable[..., Orphan]]:
             os.waitpid(pid, os.WNOHANG)  # ours only if this process is a subreaper (some tests make it one)
         except ChildProcessError:
             pass
+
+
+def _until_execed(pid: int, program: str) -> None:
+    """Until ``pid``, forked by the shell, has exec'd ``program``: before that it is still a shell, and a
+    test that looks for the program by name would not find it yet."""
+    wanted = os.path.realpath(shutil.which(program) or program)
+    deadline = time.monotonic() + GENEROUS
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/exe") == wanted:
+                return
+        except OSError:
+            return  # gone, or not ours to look at: the test says what it expected
+        time.sleep(0.001)  # polling /proc state with a deadline, not a sleep used as a sync
+    raise AssertionError(f"{program} (pid {pid}) was not exec'd within {GENEROUS} s")
 
 
 @pytest.fixture

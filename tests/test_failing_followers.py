@@ -168,7 +168,7 @@ def test_a_helper_stopped_through_the_wrapper_is_not_reported(
     )
     follower.readline()
     follower.signal(signum)
-    assert follower.wait() == (1 if handles else 128 + signum)
+    assert follower.wait() == (1 if handles else 0)  # killed by what it was asked: stopped on purpose
     assert os.listdir(exit_dir) == []
 
 
@@ -425,3 +425,44 @@ def test_the_options_need_a_directory(
 ) -> None:
     assert _cli.main(argv) == 2
     assert capsys.readouterr().err == f"exitdir: usage: {expected}\n"
+
+
+# A program that drains on SIGTERM until SIGUSR1 says it is done; a second SIGTERM cuts the draining short.
+DRAINING_APP = """
+import signal, sys
+def term(*_):
+    if term.seen:
+        print("second TERM", flush=True)
+        sys.exit(5)
+    term.seen = True
+    print("draining", flush=True)
+term.seen = False
+signal.signal(signal.SIGTERM, term)
+signal.signal(signal.SIGUSR1, lambda *_: sys.exit(0))
+print("app started", flush=True)
+while True:
+    signal.pause()
+"""
+
+
+def test_a_pod_deleted_stops_the_follower_too_and_lead_lets_its_program_drain(
+    spawn: type[Child], exit_dir: Path, backend: str, follow: Callable[..., Child]
+) -> None:
+    """The kubelet sends SIGTERM to every container at once. The reporting follower's helper ends by it
+    (no report) and its lock goes; lead, sent SIGTERM itself, relays it and must not read the follower's
+    end as a failure: no second SIGTERM cuts the program's draining short, and lead exits with its status."""
+    follower = follow("--name", "proxy", "--report-failure")
+    follower.readline()
+    argv = [*EXITDIR, "lead", "--dir", str(exit_dir), "--stop-on", "proxy", "--", *python(DRAINING_APP)]
+    env = env_with(EXITDIR_BACKEND=backend, EXITDIR_POLL_INTERVAL="0.05")
+    leader = spawn(argv, env, merge_stderr=True)
+    leader.expect("app started")  # the follower was running before: lead's first look saw it
+    leader.signal(signal.SIGTERM)
+    leader.expect("draining")
+    follower.signal(signal.SIGTERM)
+    assert follower.wait() == 0
+    with pytest.raises(subprocess.TimeoutExpired):
+        leader.proc.wait(QUIET_PERIOD)  # six looks at the follower's lock: still draining
+    leader.signal(signal.SIGUSR1)  # relayed: the program is done draining
+    assert leader.wait() == 0
+    assert _marker(exit_dir, "exitFile")["code"] == 0

@@ -591,6 +591,7 @@ def _cmd_lead(args: argparse.Namespace) -> int:
             command,
             until=watched,
             relay=relay,
+            watch_after_stop_request=False,  # --stop-on: a pod deleted stops the follower too; not a failure
             stop_signal=signal.SIGTERM if args.signal is None else args.signal,
             grace=10.0 if args.grace is None else args.grace,
             reap_all=reap_all,

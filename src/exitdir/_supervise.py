@@ -129,6 +129,7 @@ def supervise(
     reap_all: bool = False,
     kill_descendants: bool = False,
     hold_on_term: float | None = None,
+    watch_after_stop_request: bool = True,
     say: Say = _quiet,
 ) -> Outcome:
     """Run ``argv`` until it exits, or until ``until`` trips or fails or ``timeout`` seconds pass (then
@@ -142,7 +143,10 @@ def supervise(
     ``kill_descendants`` (with ``reap_all``, on Linux): every other process below us is stopped too, however
     supervision ends: ``stop_signal``, ``grace``, then SIGKILL. ``hold_on_term`` (seconds): a SIGTERM to
     the wrapper is not forwarded; the child runs on until ``until`` trips (MARKER) or that long has passed
-    (STOPPED), then is stopped as for a marker; a second SIGTERM stops it at once (STOPPED). ``say``
+    (STOPPED), then is stopped as for a marker; a second SIGTERM stops it at once (STOPPED).
+    ``watch_after_stop_request=False``: once the wrapper is sent SIGTERM or SIGINT (relayed to the child
+    as usual), ``until`` is no longer watched: the pod is being deleted, and what else stops now is part of
+    that, not a reason to stop the child a second time (``lead --stop-on``). ``say``
     receives the wrapper's own messages, each with its event name and facts (:class:`Say`). Call from the
     main thread: signal handlers are installed for the duration, then restored.
     """
@@ -184,7 +188,13 @@ def supervise(
                 relay.relay_to(child.pid)
                 # Said once the relay reaches the child: a signal that comes while we write goes on at once.
                 say(f"started {command} (pid {child.pid})", "started", pid=child.pid, command=command)
-                why = child.wait(until, deadline, terminal=terminal, hold=held)
+                why = child.wait(
+                    until,
+                    deadline,
+                    terminal=terminal,
+                    hold=held,
+                    watch_after_stop_request=watch_after_stop_request,
+                )
                 if why != EXITED:
                     _say_cause(say, why, until, timeout, held)
                     say(
@@ -344,10 +354,12 @@ class _Child:
         *,
         terminal: _TerminalHandover | None = None,
         hold: _Hold | None = None,
+        watch_after_stop_request: bool = True,
     ) -> str:
         """Block until the child exits (EXITED), ``until`` trips (MARKER) or ``deadline`` passes (TIMEOUT),
         or ``hold`` ends (STOPPED). With ``terminal`` (interactive use), a child stopped by job control
-        stops the wrapper too."""
+        stops the wrapper too. Without ``watch_after_stop_request``, ``until`` is dropped once the wrapper
+        is sent SIGTERM or SIGINT (a trip seen before then still counts)."""
         poller = select.poll()
         poller.register(self._relay.fileno(), select.POLLIN)
         waiter = None
@@ -371,6 +383,9 @@ class _Child:
                     return MARKER
                 if until is not None and until.error is not None:
                     return FAILED
+                if waiter is not None and not watch_after_stop_request and self._relay.stop_request():
+                    waiter.close()  # the child has the signal: only its end is awaited now
+                    waiter = until = None
                 fd, timeout = (None, None) if waiter is None else waiter.plan()  # re-read: it may change
                 if fd != polled_fd:
                     if polled_fd is not None:
