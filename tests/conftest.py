@@ -58,7 +58,8 @@ def spawn() -> Iterator[type[Child]]:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("EXIT_DIR", "EXITDIR_BACKEND", "EXITDIR_POLL_INTERVAL"):
+    # Every option can be set as EXITDIR_<OPTION>: a developer's own settings must not steer the tests.
+    for name in [name for name in os.environ if name == "EXIT_DIR" or name.startswith("EXITDIR_")]:
         monkeypatch.delenv(name, raising=False)
     # "Warn once" is per process; each test starts with a clean slate.
     from exitdir import _log

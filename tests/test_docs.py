@@ -1,7 +1,8 @@
 """The docs keep in step with the code: in the README every option in its command's usage line (or among
-the options every command takes), every exit status the code can return in the exit-status table, every
-log event the code names with its severity; on docs/sidecars.md every preset with its endpoint,
-every manifest it names, every excerpt as its manifest has it."""
+the options every command takes) and in its option table with its variable, every exit status the code
+can return in the exit-status table, every log event the code names with its severity; on
+docs/sidecars.md every preset with its endpoint, every manifest it names, every excerpt as its manifest
+has it."""
 
 from __future__ import annotations
 
@@ -46,6 +47,46 @@ def test_every_option_is_in_its_commands_usage_line(command: str) -> None:
         if not set(spellings) & (shown | COMMON)  # any spelling will do: -v for --verbose
     )
     assert not missing, f"README's usage of exitdir {command} lacks {missing}"
+
+
+def option_table(heading: str) -> list[tuple[list[str], list[str]]]:
+    """The README's first option table under ``heading``: each row's option spellings and variables."""
+    section = README[README.index(f"\n{heading}") :]
+    table = section[section.index("| option | variable | meaning |") :]
+    rows = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("| `"):
+            break
+        option, variable = line.split(" | ")[:2]
+        rows.append(
+            (re.findall(r"--?[a-z][a-z-]*", option), re.findall(r"EXITDIR_[A-Z_]+|EXIT_DIR", variable))
+        )
+    assert rows, f"README has no option table under {heading}"
+    return rows
+
+
+def _actions(command: str) -> list[argparse.Action]:
+    parser = _cli._parser([command])
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = commands.choices[command]
+    return [a for a in sub._actions if a.option_strings and a.default is not argparse.SUPPRESS]
+
+
+@pytest.mark.parametrize("command", ["exit", "wait", "status", "lead", "follow"])
+def test_every_option_has_a_row_with_its_variable_and_every_row_an_option(command: str) -> None:
+    actions = {spelling: action for action in _actions(command) for spelling in action.option_strings}
+    every = option_table("### Options from the environment")  # --dir and --quiet, for every command
+    own = option_table(f"### `exitdir {command}`")
+    shown = set()
+    for spellings, variables in every + own:
+        for spelling in spellings:
+            assert spelling in actions, f"README's table for exitdir {command} has {spelling}, which it lacks"
+            assert _cli._variable(actions[spelling]) in variables, f"{spelling}: {variables}"
+            shown.add(actions[spelling].dest + actions[spelling].option_strings[-1])
+    missing = sorted(
+        a.option_strings[-1] for a in _actions(command) if a.dest + a.option_strings[-1] not in shown
+    )
+    assert not missing, f"README's table for exitdir {command} lacks {missing}"
 
 
 def test_the_options_every_command_takes_are_said_once() -> None:

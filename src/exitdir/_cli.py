@@ -13,9 +13,13 @@ import sys
 from . import _log
 from ._config import (
     DEFAULT_NAME,
+    ENV_LOG_FORMAT,
+    ENV_REQUIRE_DIR,
+    ENV_TIMESTAMPS,
     SIGNAL_ON,
     log_style,
     resolve_directory,
+    split_list,
     validate_code,
     validate_host_port,
     validate_log_format,
@@ -24,6 +28,7 @@ from ._config import (
     validate_seconds,
     validate_signal,
     validate_signal_on,
+    validate_switch,
     validate_url,
 )
 from ._errors import ExitDirError
@@ -1440,13 +1445,122 @@ def _prescanned_style(argv: Sequence[str]) -> tuple[str, bool]:
         return "text", timestamps is True
 
 
+# Every option can be set as $EXITDIR_<OPTION> instead, but demo's: they are no settings.
+_NOT_FROM_ENVIRONMENT = ("demo",)
+_ENVIRONMENT_EPILOG = (
+    "Every option can also be set as EXITDIR_<OPTION> (--grace: EXITDIR_GRACE; on/off options: 1 or 0; "
+    "repeatable ones: comma-separated, \\, for a comma); a flag wins."
+)
+# Read where they are used, as before: EXITDIR_REQUIRE_DIR by the library, only when there is no exit
+# directory (a leader that has one always writes its marker); the log style's two by _config.log_style,
+# before the arguments are parsed, so that even a usage error is said in the style asked for.
+_READ_BY_THE_LIBRARY = (ENV_REQUIRE_DIR, ENV_LOG_FORMAT, ENV_TIMESTAMPS)
+# The options this run took from their variables ({"--name": "EXITDIR_NAME"}), for its usage errors.
+_set_by_variable: dict[str, str] = {}
+
+
+def _variable(action: argparse.Action) -> str | None:
+    """The variable that sets an option: EXITDIR_ and its long name, upper case, dashes as underscores
+    (``--hold-on-term``: EXITDIR_HOLD_ON_TERM); None for a positional argument and for --help."""
+    import argparse
+
+    long = [option for option in action.option_strings if option.startswith("--")]
+    if not long or action.default is argparse.SUPPRESS:
+        return None
+    return "EXITDIR_" + long[0][2:].upper().replace("-", "_")
+
+
+def _variables_set(
+    actions: Sequence[argparse.Action],
+) -> dict[str, list[tuple[argparse.Action, str, str]]]:
+    """The options whose variable is set, by destination: (option, variable, text). An empty or blank
+    variable is unset, as for most tools."""
+    found: dict[str, list[tuple[argparse.Action, str, str]]] = {}
+    for action in actions:
+        variable = _variable(action)
+        text = os.environ.get(variable, "") if variable else ""
+        if variable and text.strip() and variable not in _READ_BY_THE_LIBRARY:
+            found.setdefault(action.dest, []).append((action, variable, text))
+    return found
+
+
+def _naming_variables(message: str) -> str:
+    """A usage error that names an option this run took from its variable says so: the user wrote
+    EXITDIR_NAME, not --name (an EXITDIR_NAME set for the whole pod reaches a follower too)."""
+    import re  # loaded with argparse already
+
+    named = dict.fromkeys(re.findall(r"--[a-z][a-z-]*", message))
+    notes = [
+        f"{option} is set by {_set_by_variable[option]}" for option in named if option in _set_by_variable
+    ]
+    return f"{message} ({'; '.join(notes)})" if notes else message
+
+
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     import argparse
+
+    _set_by_variable.clear()
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
             # One line, not argparse's usage dump: it ends up in container logs.
             raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+        def parse_known_args(  # type: ignore[override]
+            self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+        ) -> tuple[argparse.Namespace, list[str]]:
+            """Parse, then give each option whose flag was not given the value of its variable, if set."""
+            wanted = self.prog.rpartition(" ")[2] not in _NOT_FROM_ENVIRONMENT
+            settings = _variables_set(self._actions) if wanted else {}
+            if not settings:
+                return super().parse_known_args(args, namespace)
+            # Their defaults become one marker object while parsing, so "no flag given" is seen by
+            # identity afterwards, even when a flag gives the default's own value. After parsing, not
+            # before: --help still works, and a flag makes its variable irrelevant, even a bad one.
+            unset: list[str] = []  # a list: an append action copies its default and appends to it
+            defaults = {dest: self.get_default(dest) for dest in settings}
+            self.set_defaults(**dict.fromkeys(settings, unset))
+            try:
+                parsed, extras = super().parse_known_args(args, namespace)
+            finally:
+                self.set_defaults(**defaults)
+            for dest, given in settings.items():
+                if getattr(parsed, dest) is unset:
+                    setattr(parsed, dest, self.from_variables(given, defaults[dest]))
+            return parsed, extras
+
+        def from_variables(self, given: list[tuple[argparse.Action, str, str]], default: object) -> object:
+            """What the variables ``given`` for one destination make of it, as their flags would: each
+            value through the flag's own type and choices, a list item by item; ``default`` if none sets
+            it. Two variables for one destination (EXITDIR_ALL, EXITDIR_ANY) are a usage error."""
+            lists = tuple(self._registry_get("action", kind) for kind in ("append", "extend"))
+            value, set_by = default, {}
+            for action, variable, text in given:
+                option = next(option for option in action.option_strings if option.startswith("--"))
+                scratch = argparse.Namespace(**{action.dest: default})
+                try:
+                    if action.nargs == 0:  # an on/off option: "yes" does what the flag does
+                        if not validate_switch(text, option):
+                            continue
+                        action(self, scratch, [], option)
+                    else:
+                        items = split_list(text) if isinstance(action, lists) else [text]
+                        if not items:  # only commas and blanks: unset, as an empty variable is
+                            continue
+                        for item in items:
+                            action(self, scratch, self._get_values(action, [item]), option)
+                except argparse.ArgumentError as err:
+                    self.error(f"{variable}={text}: {err.message}")
+                except ExitDirError as err:
+                    self.error(f"{variable}={text}: {err}")
+                value = getattr(scratch, action.dest)
+                set_by[option] = variable
+            if len(set_by) > 1:
+                options = ", ".join(option for action, _, _ in given for option in action.option_strings)
+                both = " and ".join(set_by.values())
+                self.error(f"{both} are both set, for one choice ({options}): unset one")
+            _set_by_variable.update(set_by)
+            return value
 
     parser = _Parser(
         prog="exitdir", description="Tell processes to exit through a shared directory ($EXIT_DIR)."
@@ -1465,7 +1579,8 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     # Only the command being run gets its arguments: building all of them costs a wrapper ~3 ms per start.
     wanted = _subcommand(argv)
     for name, (text, configure) in _COMMANDS.items():
-        sub = commands.add_parser(name, help=text)
+        epilog = None if name in _NOT_FROM_ENVIRONMENT else _ENVIRONMENT_EPILOG
+        sub = commands.add_parser(name, help=text, epilog=epilog)
         if wanted not in _COMMANDS or name == wanted:
             configure(sub)
     return parser
@@ -1565,7 +1680,7 @@ def _main(argv: Sequence[str]) -> int:
     except _Terminated:
         return 128 + signal.SIGTERM
     except _UsageError as err:
-        _emit("ERROR", "usage", f"usage: {err}", {})
+        _emit("ERROR", "usage", f"usage: {_naming_variables(str(err))}", {})
         return EXIT_USAGE
     except ExitDirError as err:
         _error(str(err))

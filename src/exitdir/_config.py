@@ -192,6 +192,33 @@ def validate_file_dependency(path: object) -> str:
     return path
 
 
+def validate_switch(text: str, option: str) -> bool:
+    """``text`` as yes (1, true, yes, on) or no (0, false, no, off, or nothing), in any case: an on/off
+    ``option`` given by a variable instead of its flag.
+
+    >>> validate_switch("Yes", "--quiet"), validate_switch(" off ", "--quiet")
+    (True, False)
+    """
+    value = text.strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise _error(f"{text!r} is not yes or no: give 1, true, yes or on for {option}, or 0, false, no or off")
+
+
+def split_list(text: str) -> list[str]:
+    r"""The items of a repeatable option given by one variable: comma-separated, ``\,`` for a comma
+    inside an item. Whitespace around an item is dropped, and so is an empty item (a trailing comma).
+
+    >>> split_list(r"db, api,, sh -c 'a\, b'")
+    ['db', 'api', "sh -c 'a, b'"]
+    """
+    # A variable cannot hold a NUL byte, so NUL stands for the escaped commas while the text is split.
+    items = (item.strip() for item in text.replace("\\,", "\0").split(","))
+    return [item.replace("\0", ",") for item in items if item]
+
+
 def validate_require_dir(require_dir: object) -> bool | None:
     """``require_dir`` if it is True, False or None (None: ``$EXITDIR_REQUIRE_DIR`` decides)."""
     if require_dir is None or isinstance(require_dir, bool):
