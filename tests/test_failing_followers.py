@@ -23,6 +23,7 @@ import pytest
 
 import exitdir
 from exitdir import _cli
+from exitdir._supervise import STOP_REQUEST_SKEW
 
 from _support import EXITDIR, GENEROUS, QUIET_PERIOD, Child, env_with, python
 
@@ -264,7 +265,8 @@ def test_lead_stops_its_program_when_the_follower_is_killed_outright(
     doc = _marker(exit_dir, "exitFile")
     assert doc["code"] == 1
     assert doc["reason"] == (
-        "stopped: proxy: follower ended without reporting a failure (killed outright, or its helper exited 0)"
+        "stopped: proxy: follower ended without reporting a failure "
+        "(killed outright, stopped from outside, or its helper exited 0)"
     )
 
 
@@ -466,3 +468,45 @@ def test_a_pod_deleted_stops_the_follower_too_and_lead_lets_its_program_drain(
     leader.signal(signal.SIGUSR1)  # relayed: the program is done draining
     assert leader.wait() == 0
     assert _marker(exit_dir, "exitFile")["code"] == 0
+
+
+def test_a_follower_stopped_a_moment_before_lead_is_not_a_failure(
+    spawn: type[Child], exit_dir: Path, backend: str, follow: Callable[..., Child]
+) -> None:
+    """The kubelet signals a pod's containers in parallel: the follower's SIGTERM may come first, and its
+    lock go before lead is sent its own. lead waits STOP_REQUEST_SKEW before acting on a follower gone
+    without a report, so its own SIGTERM, coming within that, makes it a deletion, not a failure."""
+    follower = follow("--name", "proxy", "--report-failure")
+    follower.readline()
+    argv = [*EXITDIR, "lead", "--dir", str(exit_dir), "--stop-on", "proxy", "--", *python(DRAINING_APP)]
+    leader = spawn(argv, env_with(EXITDIR_BACKEND=backend, EXITDIR_POLL_INTERVAL="0.05"), merge_stderr=True)
+    leader.expect("app started")
+    follower.signal(signal.SIGTERM)
+    assert follower.wait() == 0
+    with pytest.raises(subprocess.TimeoutExpired):
+        leader.proc.wait(QUIET_PERIOD)  # six looks: lead has seen the follower go, and waits for a SIGTERM
+    leader.signal(signal.SIGTERM)
+    leader.expect("draining")  # the relayed SIGTERM, and no "follower proxy is gone" before it
+    leader.signal(signal.SIGUSR1)
+    assert leader.wait() == 0
+    assert _marker(exit_dir, "exitFile")["code"] == 0
+
+
+def test_a_follower_that_ended_on_another_leaders_marker_is_not_a_failure(
+    spawn: type[Child], exit_dir: Path, backend: str, follow: Callable[..., Child]
+) -> None:
+    """A follower of another leader (`--leader other`) ends, on purpose, when that leader's marker
+    appears; lead cannot know whom it follows, so a follower gone after some other marker came is no
+    failure, and the program runs on."""
+    follower = follow("--name", "proxy", "--report-failure", "--leader", "other")
+    follower.readline()
+    argv = [*EXITDIR, "lead", "--dir", str(exit_dir), "--stop-on", "proxy", "--", *python(APP)]
+    leader = spawn(argv, env_with(EXITDIR_BACKEND=backend, EXITDIR_POLL_INTERVAL="0.05"), merge_stderr=True)
+    leader.expect("app started")  # the follower was running before: lead's first look saw it
+    exitdir.exit(0, name="other", directory=exit_dir)
+    assert follower.wait() == 0
+    with pytest.raises(subprocess.TimeoutExpired):
+        leader.proc.wait(STOP_REQUEST_SKEW + QUIET_PERIOD)  # not stopped, even after the skew
+    leader.signal(signal.SIGTERM)
+    leader.expect("app got TERM")
+    assert leader.wait() == 0

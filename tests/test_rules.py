@@ -507,6 +507,16 @@ def test_example_a_follower_reporting_failure_that_goes_without_its_marker_is_go
     assert reported.observe_locks({"proxy": (True, False)}) is None
     assert reported.consider(Marker("proxy", kind="exitdir", code=3)) == TRIP
     assert reported.observe_locks({"proxy": (False, False)}) is None
+    # Another leader's marker came: the follower may well have ended because of it, on purpose.
+    ended = TripRules(("proxy",), "any", vantage=Vantage(None), followers=True)
+    assert ended.observe_locks({"proxy": (True, False)}) is None
+    assert ended.consider(Marker("other", kind="exitdir", code=0)) == NOT_NAMED
+    assert ended.observe_locks({"proxy": (False, False)}) is None
+    # For leaders it changes nothing: a named leader gone without its marker has crashed.
+    leaders = TripRules(("db",), "any", vantage=Vantage(None))
+    assert leaders.observe_locks({"db": (True, False)}) is None
+    assert leaders.consider(Marker("other", kind="exitdir", code=0)) == NOT_NAMED
+    assert leaders.observe_locks({"db": (False, False)}) is not None
 
 
 def _status_marker(name: str, code: int | None) -> Marker:

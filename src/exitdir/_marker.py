@@ -29,7 +29,10 @@ KIND_UNKNOWN = "unknown"  # anything else: still a marker
 KIND_VANISHED = "vanished"  # no file: the leader's liveness lock went away without a marker (it crashed)
 VANISHED_REASON = "leader exited without signalling"
 # A follower reporting failure (``follow --report-failure``) whose lock went without a marker.
-FOLLOWER_GONE_REASON = "follower ended without reporting a failure (killed outright, or its helper exited 0)"
+FOLLOWER_GONE_REASON = (
+    "follower ended without reporting a failure "
+    "(killed outright, stopped from outside, or its helper exited 0)"
+)
 
 
 class Marker:

@@ -18,7 +18,9 @@ The rules, in order:
    sighting, whose lock is then gone while it has no counted marker, has crashed: that trips too, with a
    marker of kind ``"vanished"``. Rules made with ``followers=True`` (``exitdir lead --stop-on NAME``)
    watch the locks of followers reporting failure (``follow --name NAME --report-failure``) instead, which
-   are never restartable: one seen running, then gone with no marker, trips the same way.
+   are never restartable: one seen running, then gone with no marker, trips the same way, unless another
+   leader's marker has been seen meanwhile: a follower ends when a marker it follows appears, and which
+   markers those are (its ``--leader``) the rules cannot know, so its going is then not a failure.
 
 And what *fails* a follower, which is not "exit requested" (:class:`Looks`): a look at the directory that
 fails is retried after the poll interval; only a directory lost for good (every look meeting a stale NFS
@@ -108,6 +110,7 @@ class TripRules:
         self.leader_keys: tuple[str | None, ...] = names if names is not None else (None,)
         self._seen: set[str | None] = set()
         self._restartable: set[str | None] = set()
+        self._other_marker_seen = False  # followers=True: a marker that may have ended them on purpose
 
     def consider(self, marker: Marker) -> str:
         """What ``marker`` means: TRIP, COUNTED, STALE or NOT_NAMED."""
@@ -116,6 +119,7 @@ class TripRules:
         if self.names is None:
             return TRIP
         if marker.name not in self.names:
+            self._other_marker_seen = True
             return NOT_NAMED
         self.counted[marker.name] = marker
         if self.require == REQUIRE_ANY or len(self.counted) == len(self.names):
@@ -141,6 +145,7 @@ class TripRules:
                 and key in self._seen
                 and key not in self._restartable
                 and key not in self.counted
+                and not (self.followers and self._other_marker_seen)
             ):
                 name = key or DEFAULT_NAME
                 reason = f"{name}: {FOLLOWER_GONE_REASON}" if self.followers else VANISHED_REASON

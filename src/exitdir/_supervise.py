@@ -262,7 +262,8 @@ def _cause(why: str, token: ExitToken | None, timeout: float | None) -> tuple[st
     if token is not None and token.followers and marker is not None:  # lead --stop-on
         if vanished:
             return (
-                f"follower {marker.name} is gone without a report (killed outright, or its helper exited 0)",
+                f"follower {marker.name} is gone without a report "
+                "(killed outright, stopped from outside, or its helper exited 0)",
                 "follower-vanished",
             )
         return f"follower {marker.name} reported a failure ({describe(marker)})", "follower-failed"
@@ -332,7 +333,20 @@ def _environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name and "=" not in name}
 
 
-_KILLED_GROUP_WAIT = 2.0  # seconds for SIGKILLed group members to die; only one stuck in the kernel takes it
+# How long a wrapper that stops watching on a stop request waits for one before it acts on a follower gone
+# without a marker: the kubelet stops a pod's containers in parallel, so their SIGTERMs come moments apart.
+STOP_REQUEST_SKEW = 2.0
+_KILLED_GROUP_WAIT = 2.0
+
+
+def _due(at: float | None, timeout: float | None) -> tuple[bool, float | None]:
+    """Whether monotonic time ``at`` has passed, and the poll timeout shortened to wake up then."""
+    if at is None:
+        return False, timeout
+    left = at - time.monotonic()
+    return left <= 0, sooner(
+        timeout, max(0.0, left)
+    )  # seconds for SIGKILLed group members to die; only one stuck in the kernel takes it
 
 
 class _Child:
@@ -369,23 +383,30 @@ class _Child:
             # Woken through the relay's pipe when the token trips or changes its plan in another thread.
             waiter = Waiter(until, self._relay.wake)
         polled_fd: int | None = None
+        confirm_at: float | None = None  # a vanished trip, acted on then unless a stop request comes first
         try:
             while True:
                 self._reap_orphans()
                 if self._has_exited():
                     return EXITED
-                if terminal is not None and terminal.active:
-                    stopped = self._stopped()
-                    if stopped is not None:
-                        terminal.stop_with(stopped)
-                        continue
+                if self._stopped_with(terminal):
+                    continue
                 if waiter is not None and waiter.deliver():
-                    return MARKER
+                    assert until is not None
+                    marker = until.marker
+                    if watch_after_stop_request or marker is None or marker.kind != KIND_VANISHED:
+                        return MARKER
+                    # Gone without a marker, while a pod's deletion may be under way: the kubelet signals
+                    # its containers in parallel, so ours may come a moment after the other's ended.
+                    confirm_at = time.monotonic() + STOP_REQUEST_SKEW
+                    waiter.close()
+                    waiter = None
                 if until is not None and until.error is not None:
                     return FAILED
-                if waiter is not None and not watch_after_stop_request and self._relay.stop_request():
-                    waiter.close()  # the child has the signal: only its end is awaited now
-                    waiter = until = None
+                if not watch_after_stop_request and self._relay.stop_request():
+                    if waiter is not None:
+                        waiter.close()  # the child has the signal: only its end is awaited now
+                    waiter = until = confirm_at = None
                 fd, timeout = (None, None) if waiter is None else waiter.plan()  # re-read: it may change
                 if fd != polled_fd:
                     if polled_fd is not None:
@@ -393,11 +414,12 @@ class _Child:
                     if fd is not None:
                         poller.register(fd, select.POLLIN)
                     polled_fd = fd
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return TIMEOUT
-                    timeout = sooner(timeout, left)
+                passed, timeout = _due(deadline, timeout)
+                if passed:
+                    return TIMEOUT
+                passed, timeout = _due(confirm_at, timeout)
+                if passed:
+                    return MARKER
                 if hold is not None:
                     if hold.ended(self._relay):
                         return STOPPED
@@ -408,6 +430,15 @@ class _Child:
         finally:
             if waiter is not None:
                 waiter.close()
+
+    def _stopped_with(self, terminal: _TerminalHandover | None) -> bool:
+        """Interactive use: whether job control stopped the child, and so the wrapper, since last asked."""
+        if terminal is None or not terminal.active:
+            return False
+        stopped = self._stopped()
+        if stopped is not None:
+            terminal.stop_with(stopped)
+        return stopped is not None
 
     def stop(self, signum: int, grace: float, *, say: Say, what: str) -> bool:
         """Send ``signum`` to the group; after ``grace`` seconds, SIGKILL it. Always waits for the child.
