@@ -176,3 +176,21 @@ def test_the_library_gives_the_same_status(exit_dir: Path) -> None:
         assert token.exit_status == 0
     with exitdir.aware(exit_dir / "never") as token:
         assert token.exit_status is None  # not tripped: no status yet
+
+
+@pytest.mark.parametrize(
+    "options", [(), ("--any", "--leader", "a", "--leader", "b")], ids=["any-marker", "any-named"]
+)
+def test_a_failure_among_the_markers_there_closes_the_gate_however_the_names_sort(
+    exit_dir: Path, options: tuple[str, ...]
+) -> None:
+    """Several markers are there when a late `wait` starts: `b` failed, then `a` succeeded. Which of them
+    trips the wait depends on how their names sort; the gate stays shut either way."""
+    _lead(exit_dir, 5, name="b")
+    _lead(exit_dir, 0, name="a")
+    done = _wait(exit_dir, "--exit-code", "leader", *options)
+    assert done.returncode == 5
+    assert "leader did not succeed (b: code 5: exited with status 5): exiting 5" in done.stderr
+    # Only successes there: the gate opens.
+    os.unlink(exit_dir / "b")
+    assert _wait(exit_dir, "--exit-code", "leader", *options).returncode == 0

@@ -16,6 +16,7 @@ from ._config import (
     ENV_LOG_FORMAT,
     ENV_REQUIRE_DIR,
     ENV_TIMESTAMPS,
+    REQUIRE_ANY,
     SIGNAL_ON,
     log_style,
     resolve_directory,
@@ -362,13 +363,33 @@ def _cmd_wait(args: argparse.Namespace) -> int:
     elif args.verbose:
         _print(describe(marker))
     status = token.exit_status if args.exit_code == "leader" else EXIT_OK
+    shown = marker
     if status:
         # The marker that decided it: the first named leader with that status, else the one that tripped.
         ended = {**token.markers, marker.name: marker}
         shown = next((m for m in ended.values() if m.exit_status == status), marker)
+    if args.exit_code == "leader" and (not args.leader or args.require == REQUIRE_ANY):
+        shown = _first_failed(token, args.leader) or shown
+        status = shown.exit_status
+    if status:
         said = f"leader did not succeed ({describe(shown)}): exiting {status}"
         _say(args, said, event="leader-failed", marker=shown)
     return status or EXIT_OK
+
+
+def _first_failed(token: ExitToken, names: list[str] | None) -> Marker | None:
+    """``wait --exit-code leader`` ended by any marker (no --leader, or --any): of the markers there now
+    (among ``names``), the earliest written that failed, if one did. Several can be there when the wait
+    ends (it started late), and which of them tripped it depends on how their names sort: a gate must not
+    open because a failed step's name sorts after a successful one's."""
+    from ._token import vantage
+
+    directory = token.directory
+    assert directory is not None  # the token tripped on a marker in it
+    here = vantage(directory)
+    present = [m for m in _listed(directory) if (not names or m.name in names) and not here.is_stale(m)]
+    failed = [m for m in present if m.exit_status != EXIT_OK]
+    return min(failed, key=lambda m: (m.time is None, m.time or "", m.name)) if failed else None
 
 
 def _ready_awaited(args: argparse.Namespace) -> int:
@@ -1274,8 +1295,8 @@ def _configure_wait(sub: argparse.ArgumentParser) -> None:
         choices=WAIT_POLICIES,
         default="zero",
         help="status once the marker is there: zero (default), or leader: the leader's code (1 if it "
-        "vanished or its code is unknown; with --all, the first non-zero in the order of --leader), to gate "
-        "a next step",
+        "vanished or its code is unknown; with --all, the first non-zero in the order of --leader; else a "
+        "failure among the markers there wins), to gate a next step",
     )
     sub.add_argument(
         "--ready",
