@@ -266,7 +266,7 @@ def test_linger_stays_idle_after_the_marker_until_sigterm(exit_dir: Path, spawn:
 
     assert announced(GENEROUS) == 0
     mark(exit_dir)
-    wrapper.read_until(f"{HELPER} stopped; lingering until SIGTERM or SIGINT, then exiting with status 0")
+    wrapper.read_until(f"{HELPER} stopped; lingering until a stop signal, then exiting with status 0")
     assert gone(helper)
     assert wrapper.proc.poll() is None
     _assert_idle_holding_nothing(wrapper.pid, exit_dir)
@@ -288,13 +288,29 @@ def test_linger_with_the_marker_already_there_never_starts_the_helper(
     )
     wrapper.read_until(f"not starting {HELPER}")
     wrapper.expect(
-        f"exitdir: {HELPER} not started; lingering until SIGTERM or SIGINT, then exiting with status "
+        f"exitdir: {HELPER} not started; lingering until a stop signal, then exiting with status "
         f"{status} (--linger)"
     )
     _assert_idle_holding_nothing(wrapper.pid, exit_dir)
     wrapper.signal(signal.SIGINT)
     assert wrapper.wait() == status
     assert "ready" not in wrapper.rest()[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT])
+def test_linger_ends_on_any_stop_signal_an_image_may_name(
+    exit_dir: Path, spawn: type[Child], signum: int
+) -> None:
+    """A STOPSIGNAL of SIGQUIT (nginx's images) or SIGHUP ends the linger as SIGTERM does: ignored, it would
+    cost the pod its whole grace period, then a SIGKILL and status 137."""
+    mark(exit_dir)
+    wrapper = spawn(
+        [*EXITDIR, "follow", "--dir", str(exit_dir), "--linger", "--", *DRAINER], merge_stderr=True
+    )
+    wrapper.read_until("lingering until")
+    wrapper.signal(signum)
+    wrapper.expect(f"exitdir: {signal.Signals(signum).name}: exiting with status 0")
+    assert wrapper.wait() == 0
 
 
 def test_linger_does_not_hold_a_helper_that_crashed(exit_dir: Path, spawn: type[Child]) -> None:
@@ -306,7 +322,7 @@ def test_linger_does_not_hold_a_helper_that_crashed(exit_dir: Path, spawn: type[
 
 def test_linger_after_the_timeout_keeps_its_status(exit_dir: Path, spawn: type[Child]) -> None:
     wrapper, helper = follow(spawn, exit_dir, "--linger", "--timeout", "0.5")
-    wrapper.read_until("lingering until SIGTERM or SIGINT, then exiting with status 124")
+    wrapper.read_until("lingering until a stop signal, then exiting with status 124")
     assert gone(helper)
     wrapper.signal(signal.SIGTERM)
     assert wrapper.wait() == 124
@@ -325,9 +341,7 @@ def test_the_stop_only_follower_lingers_too(exit_dir: Path, spawn: type[Child]) 
         [*EXITDIR, "follow", "--dir", str(exit_dir), "--linger", "--pid-file", str(exit_dir.parent / "none")],
         merge_stderr=True,
     )
-    wrapper.read_until(
-        "the targets are stopped; lingering until SIGTERM or SIGINT, then exiting with status 0"
-    )
+    wrapper.read_until("the targets are stopped; lingering until a stop signal, then exiting with status 0")
     _assert_idle_holding_nothing(wrapper.pid, exit_dir)
     wrapper.signal(signal.SIGTERM)
     assert wrapper.wait() == 0

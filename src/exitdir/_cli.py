@@ -939,11 +939,18 @@ def _linger(args: argparse.Namespace, status: int, *, reap: bool, done: str) -> 
     """``--linger``: the helper is stopped (or never started) because the leader is done; stay, idle and
     holding nothing, until SIGTERM or SIGINT, then exit with ``status``. Exiting now would make a native
     sidecar (restartPolicy: Always) or a compose service with `restart: always` start it again."""
-    from ._signals import linger
+    from ._signals import linger, signal_name
 
-    said = f"{done}; lingering until SIGTERM or SIGINT, then exiting with status {status} (--linger)"
+    said = f"{done}; lingering until a stop signal, then exiting with status {status} (--linger)"
     _say(args, said, event="lingering", status=status)
-    linger(reap=reap)
+    ended_by = signal_name(linger(reap=reap))
+    _say(
+        args,
+        f"{ended_by}: exiting with status {status}",
+        event="linger-ended",
+        signal=ended_by,
+        status=status,
+    )
     return status
 
 

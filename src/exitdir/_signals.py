@@ -43,6 +43,10 @@ HELD = frozenset(FORWARDED) | IGNORED
 # What asks the wrapper itself to stop: a pod deleted (the kubelet's SIGTERM), `docker stop`, Ctrl-C. A
 # program that then ends by it was stopped on purpose (`follow --exit-code zero` exits 0).
 STOP_REQUESTS = (signal.SIGTERM, signal.SIGINT)
+# What ends ``follow --linger``: any signal an image may name as its STOPSIGNAL to stop a container (nginx's
+# images use SIGQUIT), not only the kubelet's default; ignoring one would cost the whole grace period, then
+# a SIGKILL and status 137, the failure --linger is there to avoid.
+LINGER_ENDS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 # Reset to the default action in the child, whatever the wrapper does with them.
 CHILD_DEFAULTS = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
 
@@ -81,12 +85,12 @@ def signal_name(signum: int) -> str:
 
 
 def linger(*, reap: bool = False) -> int:
-    """Block, with no timer and no wake-up, until SIGTERM or SIGINT comes; which one came. Both are
+    """Block, with no timer and no wake-up, until one of :data:`LINGER_ENDS` comes; which one came. They are
     blocked meanwhile and taken with ``sigwaitinfo``, so neither a handler nor a default action runs.
     ``reap``: orphans are ours (PID 1, a subreaper), so children that end meanwhile are reaped, each on
     its SIGCHLD. ``follow --linger``: a native sidecar that exits is restarted, so it stays, idle.
     """
-    awaited = {*STOP_REQUESTS, *((signal.SIGCHLD,) if reap else ())}
+    awaited = {*LINGER_ENDS, *((signal.SIGCHLD,) if reap else ())}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, awaited)
     try:
         while True:
