@@ -248,7 +248,7 @@ def _say_cause(
         say("cannot watch the exit directory any more", "watch-failed")
     elif why == STOPPED:
         assert held is not None
-        say(held.cause(), "hold-ended")
+        say(held.cause(), "hold-ended", command=held.what)
     else:
         message, event = _cause(why, token, timeout)
         say(message, event, marker=None if token is None else token.marker)
@@ -267,7 +267,9 @@ def _cause(why: str, token: ExitToken | None, timeout: float | None) -> tuple[st
                 "follower-vanished",
             )
         return f"follower {marker.name} reported a failure ({describe(marker)})", "follower-failed"
-    return f"leader signalled ({describe(marker)})", "leader-vanished" if vanished else "marker-seen"
+    if vanished:
+        return f"leader gone without a marker ({describe(marker)})", "leader-vanished"
+    return f"leader signalled ({describe(marker)})", "marker-seen"
 
 
 class _Hold:
@@ -278,7 +280,7 @@ class _Hold:
         self.seconds = seconds
         self.deadline: float | None = None
         self._say = say
-        self._what = what
+        self.what = what
         self._terms = 0
 
     def ended(self, relay: SignalRelay) -> bool:
@@ -289,9 +291,9 @@ class _Hold:
         if self.deadline is None:
             self.deadline = time.monotonic() + self.seconds
             self._say(
-                f"SIGTERM: holding {self._what} until the marker appears, at most {self.seconds:g} s",
+                f"SIGTERM: holding {self.what} until the marker appears, at most {self.seconds:g} s",
                 "holding",
-                command=self._what,
+                command=self.what,
                 signal="SIGTERM",
             )
         return self._terms > 1 or time.monotonic() >= self.deadline
