@@ -1657,6 +1657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     141 when its reader went away (as if SIGPIPE had ended it, without a traceback) or 1 for any other
     write error, instead of reporting success for output nobody got.
     """
+    exiting_after = argv is None  # the `exitdir` program itself, not a caller that goes on (tests)
     if argv is None:
         argv = sys.argv[1:]
     # First, before anything else is imported or done: from here a signal to `lead` or `follow` is held
@@ -1668,7 +1669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = _main_held(argv)
     finally:
         if held is not None:
-            release(held)
+            # The program's status is decided: a signal from now on is dropped, not left to end us.
+            release(held, restore=not exiting_after)
     return status
 
 
