@@ -201,7 +201,9 @@ class SignalRelay:
 
     def stop_request(self) -> int | None:
         """The first SIGTERM or SIGINT that came (:data:`STOP_REQUESTS`), or None."""
-        return next((signum for signum in self._received if signum in STOP_REQUESTS), None)
+        # A snapshot, taken in one C call: the handler may add to the dict between any two bytecodes of a
+        # loop over it (a RuntimeError that once ended lead, status 1, under a burst of signals).
+        return next((signum for signum in tuple(self._received) if signum in STOP_REQUESTS), None)
 
     def relay_to(self, group: int) -> None:
         """From now on forward to process group ``group``, starting with the signals kept so far."""
