@@ -8,7 +8,6 @@ means "exit"; only the details it carries depend on the content.
 from __future__ import annotations
 
 import errno
-import json  # not lazily: a follower parses a marker the moment it wakes, when every µs counts
 import os
 import stat
 import time
@@ -17,6 +16,11 @@ from ._config import is_marker_name
 from ._errno import lacking, lost
 from ._linux import boot_id as this_boot_id
 from ._text import printable
+
+try:  # the C function json.dumps(ensure_ascii=False) quotes strings with, without importing json (~1 ms)
+    from _json import encode_basestring as _quoted
+except ImportError:  # an interpreter without the C accelerator
+    from json.encoder import py_encode_basestring as _quoted
 
 FORMAT_VERSION = 1
 # Markers are a few hundred bytes; reading more would let a hostile file cost us memory.
@@ -163,17 +167,20 @@ def encode(code: int, reason: str | None, name: str) -> bytes:
         reason = utf8_text(reason)
         if len(reason) > MAX_REASON_CHARS:
             reason = reason[: MAX_REASON_CHARS - 1] + "\u2026"
-    doc = {
-        "exitdir": FORMAT_VERSION,
-        "code": code,
-        "reason": reason,
-        "name": name,
-        "pid": os.getpid(),
-        "hostname": utf8_text(os.uname().nodename),
-        "time": utc_timestamp(),
-        "boot_id": this_boot_id(),
-    }
-    return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    # Byte for byte what json.dumps(doc, ensure_ascii=False, separators=(",", ":")) gives for this one
+    # shape (tests/test_marker_encoding.py checks it on random text), at a fraction of its cold cost: a
+    # leader's exit() is often the one call it makes, so nothing here is warm (docs/performance.md).
+    boot_id = this_boot_id()
+    text = (
+        f'{{"exitdir":{FORMAT_VERSION},"code":{code},"reason":{_json_text(reason)},"name":{_quoted(name)},'
+        f'"pid":{os.getpid()},"hostname":{_quoted(utf8_text(os.uname().nodename))},'
+        f'"time":{_quoted(utc_timestamp())},"boot_id":{_json_text(boot_id)}}}\n'
+    )
+    return text.encode()
+
+
+def _json_text(text: str | None) -> str:
+    return "null" if text is None else _quoted(text)
 
 
 def _typed(doc: dict[str, object], key: str, kind: type, problems: list[str]) -> object:
@@ -195,6 +202,8 @@ def parse(name: str, data: bytes) -> Marker:
     """
     if data.strip() == b"":
         return Marker(name, kind=KIND_EMPTY, code=0)
+    import json  # loaded already: _token, the follower's machinery, imports it (a leader never needs it)
+
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -7,6 +7,7 @@ a token through one seam, :class:`Waiter`, which carries the waiting contract of
 
 from __future__ import annotations
 
+import json  # noqa: F401  # for _marker.parse: loaded now, not when a follower wakes and every µs counts
 import os
 import threading
 import time
