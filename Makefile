@@ -69,8 +69,9 @@ SOAK_TRIALS ?= 10000
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py --trials $(SOAK_TRIALS)
 
+# BENCH_ARGS='--dir /dev/shm' puts the trial directories on tmpfs (docs/performance.md).
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,37 @@ if TYPE_CHECKING:
 PYTHON = sys.executable
 # The console script, as users run it (`python -m exitdir` adds runpy's ~3 ms).
 EXITDIR = [str(Path(PYTHON).with_name("exitdir"))]
+GO_SOURCES = Path(__file__).with_name("go")
+GO_PROGRAMS = ("gofollower", "goexit")
+
+
+def build_go(out: str) -> dict[str, str] | str:
+    """Build the Go programs of benchmarks/go into ``out``; their paths by name, or why they cannot be.
+
+    Offline, in GOPATH mode on Debian's /usr/share/gocode (golang-github-fsnotify-fsnotify-dev), as the
+    interop tests build tests/go; the build cache goes in ``out`` too, so nothing is left behind.
+    """
+    go = shutil.which("go")
+    if go is None:
+        return "no Go toolchain: `make deps` installs golang-go and golang-github-fsnotify-fsnotify-dev"
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=os.path.join(out, "cache"))
+    env.pop("GOFLAGS", None)
+    built = {}
+    for name in GO_PROGRAMS:
+        target = os.path.join(out, name)
+        result = subprocess.run(
+            [go, "build", "-o", target, f"./{name}"],
+            cwd=GO_SOURCES,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+            return f"`go build ./{name}` failed: {lines[-1]}"
+        built[name] = target
+    return built
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
@@ -59,15 +91,18 @@ class Table:
     title: str
     columns: Sequence[str]
     rows: list[Sequence[str]] = field(default_factory=list)
-    goals: list[tuple[str, bool, str]] = field(default_factory=list)
+    goals: list[tuple[str, bool | None, str]] = field(default_factory=list)
+    # The goals of issue 15 among them, which run.py repeats in one list at the end.
+    headline: list[tuple[str, bool | None, str]] = field(default_factory=list)
 
     def add(self, *cells: object) -> None:
-        self.rows.append(
-            [c if isinstance(c, str) else f"{c:.3g}" if isinstance(c, float) else str(c) for c in cells]
-        )
+        self.rows.append([_cell(c) for c in cells])
 
-    def goal(self, text: str, met: bool, measured: str) -> None:
+    def goal(self, text: str, met: bool | None, measured: str, headline: bool = False) -> None:
+        """Record a goal; ``met`` None when it could not be measured (``measured`` then says why)."""
         self.goals.append((text, met, measured))
+        if headline:
+            self.headline.append((text, met, measured))
 
     def render(self) -> str:
         lines = [f"\n### {self.title}\n", "| " + " | ".join(self.columns) + " |"]
@@ -75,11 +110,21 @@ class Table:
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         if self.goals:
             lines.append("")
-            lines += [
-                f"- goal: {text}: **{'met' if met else 'MISSED'}** ({measured})"
-                for text, met, measured in self.goals
-            ]
+            lines += [render_goal(goal) for goal in self.goals]
         return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        # Three significant digits, without the exponent that .3g gives from 1000 up.
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def render_goal(goal: tuple[str, bool | None, str]) -> str:
+    text, met, measured = goal
+    verdict = "not measured" if met is None else "met" if met else "MISSED"
+    return f"- goal: {text}: **{verdict}** ({measured})"
 
 
 def median_ms(samples: Sequence[float]) -> float:
