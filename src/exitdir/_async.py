@@ -56,6 +56,7 @@ class _LoopWaiter:
         self._fd: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._finished = False  # on_done() has run: nothing more to deliver, only clean-up is left
         self._waiter = Waiter(token, self._wake)
         # The first look is a loop callback too: on_done() must never run inside the caller's own step.
         loop.call_soon(self.refresh)
@@ -70,11 +71,14 @@ class _LoopWaiter:
             self._loop.call_soon_threadsafe(self.refresh)
 
     def refresh(self) -> None:
-        if self._closed:
+        if self._closed or self._finished:
             return
         if self._waiter.deliver() or self._waiter.done():
-            self.close()
+            # The caller first: on_done() wakes it (its task is scheduled now), and the reader and timer
+            # come off the loop in a callback after that step, not on the way to it.
+            self._finished = True
             self._on_done()
+            self._loop.call_soon(self.close)
             return
         fd, timeout = self._waiter.plan()
         if fd != self._fd:
@@ -104,6 +108,12 @@ class _LoopWaiter:
         if not waiters:
             del by_fd[fd]
             self._loop.remove_reader(fd)
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``on_done()`` has run because the token tripped or closed (clean-up then follows in a
+        loop callback of its own)."""
+        return self._finished
 
     def look(self) -> bool:
         """Look at the directory now (see :meth:`Waiter.look`); whether the token has tripped."""
@@ -136,10 +146,16 @@ async def _wait_token(token: ExitToken, timeout: float | None) -> Marker | None:
     timer = None if timeout is None else loop.call_later(timeout, wake)
     try:
         await tripped
+    except BaseException:
+        driver.close()  # cancelled: now, as the cancellation unwinds
+        raise
     finally:
-        driver.close()
         if timer is not None:
             timer.cancel()
+    if driver.finished:
+        pass  # it takes itself off the loop in its own callback, after this step
+    else:
+        driver.close()  # the timeout woke us: the reader is still on the loop
     error = token.error
     if error is not None:
         raise error.with_traceback(None)
