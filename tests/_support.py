@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from exitdir import _cli
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
@@ -181,3 +183,14 @@ def lock_held_behind_bindfs(tmp_path: Path) -> Iterator[tuple[Path, Callable[[st
     finally:
         os.close(holder)
         subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False, timeout=GENEROUS)
+
+
+def one_usage_line(capsys: pytest.CaptureFixture[str], argv: Sequence[str]) -> str:
+    """Run the command line in-process: it must exit 2 with nothing on stdout and one usage line on
+    stderr, which is returned (`exitdir: usage: ...`)."""
+    assert _cli.main(list(argv)) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("exitdir: usage: ")
+    assert err.count("\n") == 1
+    return err

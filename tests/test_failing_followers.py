@@ -25,7 +25,7 @@ import exitdir
 from exitdir import _cli
 from exitdir._supervise import STOP_REQUEST_SKEW
 
-from _support import EXITDIR, GENEROUS, QUIET_PERIOD, Child, env_with, python
+from _support import EXITDIR, GENEROUS, QUIET_PERIOD, Child, env_with, one_usage_line, python
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -401,11 +401,8 @@ def test_lead_loads_the_followers_machinery_only_with_stop_on(exit_dir: Path) ->
 def test_bad_options_are_one_usage_line(
     exit_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
 ) -> None:
-    assert _cli.main([argv[0], "--dir", str(exit_dir), *argv[1:]]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
+    err = one_usage_line(capsys, [argv[0], "--dir", str(exit_dir), *argv[1:]])
     assert err.startswith(f"exitdir: usage: {expected}")
-    assert err.count("\n") == 1
     assert os.listdir(exit_dir) == []
 
 

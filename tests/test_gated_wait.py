@@ -18,7 +18,7 @@ import pytest
 import exitdir
 from exitdir import _cli
 
-from _support import EXITDIR, GENEROUS, Child
+from _support import EXITDIR, GENEROUS, Child, one_usage_line
 
 ANNOUNCING_MAIN = Path(__file__).parent / "children" / "announcing_main.py"
 
@@ -158,10 +158,8 @@ def test_exit_code_leader_makes_no_sense_with_ready(
 
 
 def test_a_bad_policy_is_a_usage_error(exit_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _cli.main(["wait", "--dir", str(exit_dir), "--exit-code", "child"]) == 2
-    err = capsys.readouterr().err
+    err = one_usage_line(capsys, ["wait", "--dir", str(exit_dir), "--exit-code", "child"])
     assert err.startswith("exitdir: usage: argument --exit-code: invalid choice: 'child'")
-    assert err.count("\n") == 1
 
 
 def test_the_library_gives_the_same_status(exit_dir: Path) -> None:
