@@ -33,7 +33,7 @@ from ._config import (
     validate_url,
 )
 from ._errors import ExitDirError
-from ._signals import hold, release
+from ._signals import STOP_SIGNALS, hold, release
 from ._text import printable
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~4 ms at start-up.
@@ -954,10 +954,6 @@ def _linger(args: argparse.Namespace, status: int, *, reap: bool, done: str) -> 
     return status
 
 
-# A helper that ends after the wrapper received one of these was asked to stop: it did not fail on its own.
-_ASKED_TO_STOP = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
-
-
 def _forget_own_report(args: argparse.Namespace) -> None:
     """``follow --report-failure``: the marker of this follower's name is one an earlier run left (a
     restarted container, a rerun step): removed before watching, as a leader removes its own."""
@@ -1000,7 +996,7 @@ def _report_failure(args: argparse.Namespace, token: ExitToken, outcome: Outcome
     ended = outcome.child
     if outcome.why not in (EXITED, NOT_STARTED) or ended is None or ended.code == 0:
         return
-    if any(relay.received(signum) for signum in {*_ASKED_TO_STOP, ended.signal or 0}):
+    if any(relay.received(signum) for signum in {*STOP_SIGNALS, ended.signal or 0}):
         return  # asked to stop from outside (the pod deleted): not a failure of the helper's own
     if Waiter(token).look() or token.error is not None:
         return  # the leader is done already: the helper's end no longer matters to anyone

@@ -43,10 +43,11 @@ HELD = frozenset(FORWARDED) | IGNORED
 # What asks the wrapper itself to stop: a pod deleted (the kubelet's SIGTERM), `docker stop`, Ctrl-C. A
 # program that then ends by it was stopped on purpose (`follow --exit-code zero` exits 0).
 STOP_REQUESTS = (signal.SIGTERM, signal.SIGINT)
-# What ends ``follow --linger``: any signal an image may name as its STOPSIGNAL to stop a container (nginx's
-# images use SIGQUIT), not only the kubelet's default; ignoring one would cost the whole grace period, then
-# a SIGKILL and status 137, the failure --linger is there to avoid.
-LINGER_ENDS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+# Every signal that asks a container to stop: the kubelet's default and any an image may name as its
+# STOPSIGNAL (nginx's images use SIGQUIT). It ends ``follow --linger`` (ignoring one would cost the whole
+# grace period, then a SIGKILL and status 137, the failure --linger is there to avoid), and a helper that
+# ends after the wrapper got one was asked to stop, not failing on its own (``--report-failure``).
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
 # Reset to the default action in the child, whatever the wrapper does with them.
 CHILD_DEFAULTS = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
 
@@ -99,12 +100,12 @@ def signal_name(signum: int) -> str:
 
 
 def linger(*, reap: bool = False) -> int:
-    """Block, with no timer and no wake-up, until one of :data:`LINGER_ENDS` comes; which one came. They are
+    """Block, with no timer and no wake-up, until one of :data:`STOP_SIGNALS` comes; which one came. They are
     blocked meanwhile and taken with ``sigwaitinfo``, so neither a handler nor a default action runs.
     ``reap``: orphans are ours (PID 1, a subreaper), so children that end meanwhile are reaped, each on
     its SIGCHLD. ``follow --linger``: a native sidecar that exits is restarted, so it stays, idle.
     """
-    awaited = {*LINGER_ENDS, *((signal.SIGCHLD,) if reap else ())}
+    awaited = {*STOP_SIGNALS, *((signal.SIGCHLD,) if reap else ())}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, awaited)
     try:
         while True:
