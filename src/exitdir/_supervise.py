@@ -405,7 +405,7 @@ class _Child:
                     waiter = None
                 if until is not None and until.error is not None:
                     return FAILED
-                if not watch_after_stop_request and self._relay.stop_request():
+                if until is not None and not watch_after_stop_request and self._relay.stop_request():
                     if waiter is not None:
                         waiter.close()  # the child has the signal: only its end is awaited now
                     waiter = until = confirm_at = None
