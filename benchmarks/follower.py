@@ -356,7 +356,7 @@ def imports(runs: int) -> Table:
     table.add("`python -c pass`", bare, "0")
     table.add("`import exitdir`", plain, plain - bare)
     table.add("`import exitdir` + `aware(d).is_set()` (ctypes, inotify set-up)", follower, follower - bare)
-    table.add("`import exitdir` + `exit(directory=d)` (json, marker write)", leader, leader - bare)
+    table.add("`import exitdir` + `exit(directory=d)` (marker encode and write)", leader, leader - bare)
     table.goal(
         "`import exitdir` ≤ 1 ms over bare", plain - bare <= 1, f"{plain - bare:.2f} ms", headline=True
     )
